@@ -1,0 +1,3 @@
+from liequiv.cli import main
+
+raise SystemExit(main())
