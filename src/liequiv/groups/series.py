@@ -1,0 +1,111 @@
+"""Numerically safe scalar functions of a squared angle ``x = θ²``, written once for every group.
+
+Each function has a removable singularity at θ = 0, and most lose digits to cancellation near it
+(``(1 - cos θ)/θ²`` is 0 in float32 for θ ≲ 1e-4). Below a dtype-dependent threshold a Taylor
+series in ``x`` is used, above it the closed form. The threshold balances the series' truncation
+error against the closed form's cancellation error for the dtype's machine epsilon.
+
+Both branches of the ``torch.where`` are fed a safe input (the "double where"), so neither the
+value nor the gradient of the unused branch can produce NaN or inf: gradients are finite and exact
+at θ = 0, for tiny angles, and everywhere the closed form is finite.
+
+All functions take ``x = θ²`` ``[...]`` (not θ), so callers never need ``sqrt`` of a squared norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from functools import cache
+from math import comb, factorial
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "cos_sqrt",
+    "cosc",
+    "cosc_tail4",
+    "inverse_jacobian_coefficient",
+    "sinc",
+    "sinc_sq_tail3",
+    "sinc_tail5",
+]
+
+_TERMS = 9  # Taylor terms kept: x^0 .. x^8, i.e. θ^0 .. θ^16
+
+
+def _bernoulli(n: int) -> list[Fraction]:
+    """Bernoulli numbers B_0 .. B_n (B_1 = -1/2), from the recurrence Σ_{k≤m} C(m+1, k) B_k = 0."""
+    b = [Fraction(1)]
+    for m in range(1, n + 1):
+        b.append(-sum(comb(m + 1, k) * b[k] for k in range(m)) / (m + 1))
+    return b
+
+
+class _Series:
+    """f(x) with f given near 0 by Σ_k c_k x^k and elsewhere by a closed form in θ = sqrt(x).
+
+    ``cancellation``: the order p such that the closed form loses a factor θ^-p of relative accuracy.
+    """
+
+    def __init__(self, coefficients: list[Fraction], closed_form: Callable[[Tensor], Tensor], cancellation: int):
+        self.coefficients = [float(c) for c in coefficients]
+        self.closed_form = closed_form
+        self.cancellation = cancellation
+
+    @cache  # noqa: B019 - a handful of module-level instances, one entry per dtype
+    def threshold(self, dtype: torch.dtype) -> float:
+        """Squared-angle threshold where truncation error ≈ cancellation error for this dtype."""
+        eps = torch.finfo(dtype).eps
+        c0, ck = abs(self.coefficients[0]), abs(self.coefficients[-1]) or 1e-300
+        theta = (eps * c0 / ck) ** (1.0 / (2 * (_TERMS - 1) + self.cancellation))
+        return min(theta, 2.0) ** 2
+
+    def __call__(self, x: Tensor) -> Tensor:
+        t = self.threshold(x.dtype)
+        small = x < t
+        x_series = torch.where(small, x, torch.zeros_like(x))
+        x_closed = torch.where(small, torch.full_like(x, t), x)
+        series = torch.full_like(x, self.coefficients[-1])
+        for c in reversed(self.coefficients[:-1]):
+            series = series * x_series + c
+        return torch.where(small, series, self.closed_form(torch.sqrt(x_closed)))
+
+
+def _alternating(offset: int) -> list[Fraction]:
+    """Coefficients (-1)^k / (2k + offset)!."""
+    return [Fraction((-1) ** k, factorial(2 * k + offset)) for k in range(_TERMS)]
+
+
+_B = _bernoulli(2 * _TERMS + 2)
+
+cos_sqrt = _Series(_alternating(0), torch.cos, 0)
+"""cos θ. (Smooth in x = θ² at 0, unlike ``cos(sqrt(x))``.)"""
+
+sinc = _Series(_alternating(1), lambda a: torch.sin(a) / a, 0)
+"""sin θ / θ."""
+
+cosc = _Series(_alternating(2), lambda a: (1 - torch.cos(a)) / a**2, 2)
+"""(1 - cos θ) / θ²."""
+
+sinc_sq_tail3 = _Series(_alternating(3), lambda a: (a - torch.sin(a)) / a**3, 2)
+"""(θ - sin θ) / θ³."""
+
+cosc_tail4 = _Series(_alternating(4), lambda a: (torch.cos(a) - 1 + a**2 / 2) / a**4, 4)
+"""(cos θ - 1 + θ²/2) / θ⁴."""
+
+sinc_tail5 = _Series([-c for c in _alternating(5)], lambda a: (a - torch.sin(a) - a**3 / 6) / a**5, 4)
+"""(θ - sin θ - θ³/6) / θ⁵."""
+
+inverse_jacobian_coefficient = _Series(
+    [(-1) ** (n + 1) * _B[2 * n] / factorial(2 * n) for n in range(1, _TERMS + 1)],
+    lambda a: 1 / a**2 - torch.cos(a / 2) / (2 * a * torch.sin(a / 2)),
+    2,
+)
+"""1/θ² - (1 + cos θ) / (2 θ sin θ) = (1 - (θ/2) cot(θ/2)) / θ²: the θ^² coefficient of Jr⁻¹ of SO(3).
+
+Evaluated through cot(θ/2), which keeps full accuracy near θ = π where 1 + cos θ cancels.
+
+Finite on [0, 2π); it has a pole at θ = 2π (where the Jacobian is singular).
+"""
