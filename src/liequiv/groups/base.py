@@ -158,6 +158,7 @@ class LieGroup(ABC):
         return self._compose(other)
 
     def __matmul__(self: G, other: G) -> G:
+        """``X @ Y`` = ``X.compose(Y)``; inside ``torch.compile`` call ``compose`` (dynamo does not trace ``@``)."""
         return self.compose(other)
 
     @abstractmethod

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
-from functools import cache
 from math import comb, factorial
 
 import torch
@@ -33,6 +32,7 @@ __all__ = [
 ]
 
 _TERMS = 9  # Taylor terms kept: x^0 .. x^8, i.e. θ^0 .. θ^16
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _bernoulli(n: int) -> list[Fraction]:
@@ -54,16 +54,17 @@ class _Series:
         self.closed_form = closed_form
         self.cancellation = cancellation
 
-    @cache  # noqa: B019 - a handful of module-level instances, one entry per dtype
-    def threshold(self, dtype: torch.dtype) -> float:
+        self.thresholds = {dtype: self._threshold(dtype) for dtype in _FLOAT_DTYPES}
+
+    def _threshold(self, dtype: torch.dtype) -> float:
         """Squared-angle threshold where truncation error ≈ cancellation error for this dtype."""
         eps = torch.finfo(dtype).eps
-        c0, ck = abs(self.coefficients[0]), abs(self.coefficients[-1]) or 1e-300
+        c0, ck = abs(self.coefficients[0]), abs(self.coefficients[-1])
         theta = (eps * c0 / ck) ** (1.0 / (2 * (_TERMS - 1) + self.cancellation))
         return min(theta, 2.0) ** 2
 
     def __call__(self, x: Tensor) -> Tensor:
-        t = self.threshold(x.dtype)
+        t = self.thresholds[x.dtype]
         small = x < t
         x_series = torch.where(small, x, torch.zeros_like(x))
         x_closed = torch.where(small, torch.full_like(x, t), x)

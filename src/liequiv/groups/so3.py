@@ -283,7 +283,7 @@ class SO3(LieGroup):
         half_sum, half_diff = torch.atan2(b, a), torch.atan2(d, c)
         eps = 10 * _tolerance(q.dtype)
         lock_zero, lock_pi = middle.abs() <= eps, (middle - math.pi).abs() <= eps
-        first = torch.where(lock_zero, 2 * half_sum, torch.where(lock_pi, 2 * half_diff, half_sum - half_diff))
+        first = torch.where(lock_zero, 2 * half_sum, torch.where(lock_pi, -2 * half_diff, half_sum - half_diff))
         third = torch.where(lock_zero | lock_pi, torch.zeros_like(middle), half_sum + half_diff)
         if not proper:
             third = third * sign
