@@ -1,0 +1,5 @@
+"""Complete networks."""
+
+from liequiv.models.egnn import EGNN, EGNNLayer
+
+__all__ = ["EGNN", "EGNNLayer"]

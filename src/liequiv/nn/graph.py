@@ -1,0 +1,36 @@
+"""Message passing on graphs in the PyTorch Geometric convention.
+
+Graphs are ``edge_index [2, E]`` with messages flowing from ``edge_index[0]`` (source) to
+``edge_index[1]`` (target), nodes ``[N, ...]`` and ``batch [N]`` naming each node's graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Validate ``edge_index``: an integer tensor ``[2, E]`` with entries in ``[0, num_nodes)``."""
+    if not isinstance(edge_index, Tensor) or edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"edge_index must be an int64 tensor [2, E], got {getattr(edge_index, 'dtype', edge_index)}")
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
+    if edge_index.numel() and not torch.compiler.is_compiling():
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= num_nodes:
+            raise ValueError(f"edge_index entries must lie in [0, {num_nodes}), got [{low}, {high}]")
+    return edge_index
+
+
+def scatter_sum(values: Tensor, index: Tensor, num_targets: int) -> Tensor:
+    """Sum ``values [E, ...]`` into ``[num_targets, ...]`` by ``index [E]``."""
+    out = values.new_zeros(num_targets, *values.shape[1:])
+    return out.index_add_(0, index, values)
+
+
+def scatter_mean(values: Tensor, index: Tensor, num_targets: int) -> Tensor:
+    """Mean of ``values [E, ...]`` per target ``[num_targets, ...]``; targets with no entry get 0."""
+    total = scatter_sum(values, index, num_targets)
+    count = torch.bincount(index, minlength=num_targets).clamp_min(1).to(values.dtype)
+    return total / count.view(-1, *([1] * (values.dim() - 1)))

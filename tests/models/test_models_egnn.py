@@ -1,0 +1,89 @@
+"""EGNN: E(3) and permutation equivariance, degenerate inputs, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liequiv.groups import SO3
+from liequiv.models import EGNN
+
+DT = torch.float64
+
+
+def _graph(sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    src, dst, batch, start = [], [], [], 0
+    for g, n in enumerate(sizes):
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    src.append(start + i)
+                    dst.append(start + j)
+        batch += [g] * n
+        start += n
+    return torch.tensor([src, dst]), torch.tensor(batch)
+
+
+def _inputs(n_graphs: int = 3, n: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    edge_index, batch = _graph([n] * n_graphs)
+    pos = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
+    vel = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
+    charges = torch.randint(0, 2, (n * n_graphs, 1), generator=g).to(DT) * 2 - 1
+    return pos, vel, charges, edge_index, batch
+
+
+def _model(**kwargs) -> EGNN:
+    torch.manual_seed(0)
+    model = EGNN(hidden=32, layers=3, **kwargs).to(DT)
+    for p in model.parameters():  # move away from the near-identity initialization so the test has teeth
+        p.data += 0.1 * torch.randn_like(p)
+    return model
+
+
+@pytest.mark.parametrize("tanh", [False, True])
+def test_e3_equivariance(tanh: bool) -> None:
+    model = _model(tanh=tanh)
+    pos, vel, charges, edge_index, batch = _inputs()
+    out = model(pos, vel, charges, edge_index, batch)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        rot = SO3.random((), generator=g, dtype=DT).as_matrix() * (-1) ** seed  # odd seeds: improper
+        shift = torch.randn(3, generator=g, dtype=DT)
+        moved = model(pos @ rot.T + shift, vel @ rot.T, charges, edge_index, batch)
+        assert (moved - (out @ rot.T + shift)).abs().max() < 1e-10
+    assert (out - pos).abs().max() > 1e-3  # the model does something
+
+
+def test_permutation_equivariance() -> None:
+    model = _model()
+    pos, vel, charges, edge_index, batch = _inputs()
+    perm = torch.randperm(pos.shape[0], generator=torch.Generator().manual_seed(1))
+    inverse = torch.argsort(perm)
+    out = model(pos, vel, charges, edge_index, batch)
+    moved = model(pos[perm], vel[perm], charges[perm], inverse[edge_index], batch[perm])
+    assert (moved - out[perm]).abs().max() < 1e-10
+
+
+def test_coincident_points_and_no_edges_are_finite() -> None:
+    model = _model()
+    pos, vel, charges, edge_index, batch = _inputs(n_graphs=1)
+    pos = torch.zeros_like(pos).requires_grad_()
+    out = model(pos, vel, charges, edge_index, batch)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(pos.grad).all()
+    single = model(pos[:1].detach(), vel[:1], charges[:1], torch.zeros(2, 0, dtype=torch.long), batch[:1])
+    assert torch.isfinite(single).all()
+
+
+def test_velocity_variant_needs_velocities_and_bad_input() -> None:
+    model = _model()
+    pos, vel, charges, edge_index, batch = _inputs()
+    with pytest.raises(ValueError, match="vel must have shape"):
+        model(pos, vel[:, :2], charges, edge_index, batch)
+    with pytest.raises(ValueError, match="edge_index entries"):
+        model(pos, vel, charges, edge_index + 100, batch)
+    with pytest.raises(TypeError, match="edge_index"):
+        model(pos, vel, charges, edge_index.float(), batch)
+    with pytest.raises(ValueError, match="layers"):
+        EGNN(layers=0)
