@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from torch import Tensor, nn
 
@@ -19,7 +20,7 @@ class MLP(nn.Sequential):
         if len(dims) < 2 or any(int(d) != d or d < 1 for d in dims):
             raise ValueError(f"dims must be at least two positive integers, got {list(dims)}")
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        for i, (d_in, d_out) in enumerate(pairwise(dims)):
             last = i == len(dims) - 2
             layers.append(nn.Linear(d_in, d_out, bias=last_bias or not last))
             if not last or last_activation:

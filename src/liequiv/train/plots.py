@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import Dataset  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
     from liequiv.train.loop import Task
