@@ -20,13 +20,16 @@ from liequiv.nn.mlp import MLP
 
 
 class EGNNLayer(nn.Module):
-    """One E(n)-equivariant message-passing layer on (h ``[N, hidden]``, x ``[N, 3]``)."""
+    """One E(n)-equivariant message-passing layer on (h ``[N, hidden]``, x ``[N, 3]``).
+
+    ``update_features=False`` leaves h as it is (for a last layer, whose features nothing reads).
+    """
 
     def __init__(self, hidden: int, edge_dim: int = 0, *, velocity: bool = True, tanh: bool = False,
-                 coords_range: float = 15.0) -> None:
+                 coords_range: float = 15.0, update_features: bool = True) -> None:
         super().__init__()
         self.edge_mlp = MLP([2 * hidden + 1 + edge_dim, hidden, hidden], last_activation=True)
-        self.node_mlp = MLP([2 * hidden, hidden, hidden])
+        self.node_mlp = MLP([2 * hidden, hidden, hidden]) if update_features else None
         coord = MLP([hidden, hidden, 1], last_bias=False)
         nn.init.xavier_uniform_(coord[-1].weight, gain=0.001)  # start near the identity map, as the reference
         self.coord_mlp = nn.Sequential(coord, nn.Tanh()) if tanh else coord
@@ -46,7 +49,8 @@ class EGNNLayer(nn.Module):
             if vel is None:
                 raise ValueError("vel [N, 3] is required by a layer built with velocity=True")
             x = x + self.velocity_mlp(h) * vel
-        h = h + self.node_mlp(torch.cat([h, scatter_sum(message, dst, n)], -1))
+        if self.node_mlp is not None:
+            h = h + self.node_mlp(torch.cat([h, scatter_sum(message, dst, n)], -1))
         return h, x
 
 
@@ -67,7 +71,8 @@ class EGNN(nn.Module):
         self.embedding = nn.Linear(1 + node_dim, hidden)
         edge_dim = node_dim + 1
         self.layers = nn.ModuleList(
-            EGNNLayer(hidden, edge_dim, velocity=velocity, tanh=tanh) for _ in range(layers)
+            EGNNLayer(hidden, edge_dim, velocity=velocity, tanh=tanh, update_features=i < layers - 1)
+            for i in range(layers)  # the last layer's features would be unused
         )
 
     def forward(self, pos: Tensor, vel: Tensor, node_features: Tensor, edge_index: Tensor,

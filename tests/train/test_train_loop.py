@@ -1,0 +1,90 @@
+"""The training loop: learning, files written, exact resume, clear errors, and 2-process DDP = 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from liequiv.train.loop import NonFiniteLossError, TrainConfig, fit
+from train_toy import ToyTask
+
+
+def _config(run_dir: Path, **kwargs) -> TrainConfig:
+    base = {"task": "toy", "model": "egnn", **ToyTask().defaults("egnn"), "run_dir": str(run_dir), "plots": False}
+    base.update(kwargs)
+    return TrainConfig(**base)
+
+
+def test_fit_learns_and_writes_its_files(tmp_path: Path) -> None:
+    metrics = fit(ToyTask(), _config(tmp_path, epochs=6, plots=True), log=lambda s: None)
+    history = metrics["history"]
+    assert history[-1]["train_mse"] < 0.7 * history[0]["train_mse"]
+    for name in ("config.json", "metrics.json", "last.pt", "best.pt", "learning_curves.png", "prediction.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test_mse"] == pytest.approx(metrics["test_mse"])
+    assert saved["parameters"] > 0 and saved["environment"]["torch"] == torch.__version__
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    straight = fit(ToyTask(), _config(tmp_path / "a", epochs=4), log=lambda s: None)
+    fit(ToyTask(), _config(tmp_path / "b", epochs=2), log=lambda s: None)
+    resumed = fit(ToyTask(), _config(tmp_path / "b", epochs=4, resume=True), log=lambda s: None)
+    for a, b in zip(straight["history"], resumed["history"], strict=True):
+        assert a["train_mse"] == pytest.approx(b["train_mse"], rel=1e-12, abs=0)
+        assert a["val_mse"] == pytest.approx(b["val_mse"], rel=1e-12, abs=0)
+    assert straight["test_mse"] == pytest.approx(resumed["test_mse"], rel=1e-12)
+
+
+def test_checkpoint_of_another_model_and_missing_checkpoint(tmp_path: Path) -> None:
+    fit(ToyTask(), _config(tmp_path, epochs=1), log=lambda s: None)
+    with pytest.raises(ValueError, match="written for task 'toy' and model 'egnn'"):
+        fit(ToyTask(), _config(tmp_path, model="broken", resume=True), log=lambda s: None)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        fit(ToyTask(), _config(tmp_path / "empty", resume=True), log=lambda s: None)
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not be read"):
+        fit(ToyTask(), _config(tmp_path, resume=True), log=lambda s: None)
+
+
+def test_nan_loss_stops_with_the_step(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        fit(ToyTask(), _config(tmp_path, model="broken"), log=lambda s: None)
+
+
+_DDP_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from train_toy import ToyTask
+from liequiv.train.loop import TrainConfig, fit
+config = TrainConfig(task="toy", model="egnn", epochs=2, batch_size=8, lr=1e-3, hidden=16, layers=2,
+                     run_dir={run_dir!r}, plots=False, threads=1)
+fit(ToyTask(), config, log=lambda s: None)
+"""
+
+
+def test_two_processes_match_one_process(tmp_path: Path) -> None:
+    """torchrun --nproc_per_node=2 with the gloo backend follows the 1-process run with the same global batch."""
+    tests = str(Path(__file__).resolve().parents[1])
+    runs = {}
+    for nproc in (1, 2):
+        run_dir = tmp_path / f"p{nproc}"
+        script = tmp_path / f"ddp{nproc}.py"
+        script.write_text(_DDP_SCRIPT.format(tests=tests, run_dir=str(run_dir)))
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+               str(29500 + nproc + os.getpid() % 1000), str(script)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[nproc] = json.loads((run_dir / "metrics.json").read_text())
+    assert runs[2]["world_size"] == 2
+    for a, b in zip(runs[1]["history"], runs[2]["history"], strict=True):
+        assert a["train_mse"] == pytest.approx(b["train_mse"], rel=1e-5)
+        assert a["val_mse"] == pytest.approx(b["val_mse"], rel=1e-5)
+    assert runs[1]["test_mse"] == pytest.approx(runs[2]["test_mse"], rel=1e-5)
