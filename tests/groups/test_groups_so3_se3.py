@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from liequiv.groups import SE3, SO3, convert_quaternion
+from liequiv.groups import SE3, SE23, SO3, convert_quaternion
 
 DT = torch.float64
 EULER = [a + b + c for a in "xyz" for b in "xyz" for c in "xyz" if a != b and b != c]
@@ -158,7 +158,7 @@ def test_from_matrix_rejects_and_projects() -> None:
     projected = SO3.from_matrix(bad, project=True).as_matrix()
     torch.testing.assert_close(projected.mT @ projected, torch.eye(3, dtype=DT).expand(4, 3, 3), atol=1e-12, rtol=0)
     assert (projected - m).abs().max() < 1e-2
-    with pytest.raises(ValueError, match="last row"):
+    with pytest.raises(ValueError, match="bottom rows"):
         SE3.from_matrix(torch.ones(4, 4, dtype=DT))
     with pytest.raises(ValueError, match="Euler convention"):
         SO3.from_euler(torch.zeros(3), "xxy")
@@ -198,3 +198,25 @@ def test_compiles_without_graph_breaks() -> None:
     tau, p = torch.randn(16, 6), torch.randn(16, 3)
     compiled = torch.compile(chain, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(tau, p), chain(tau, p))
+
+
+def test_se23_restricted_to_zero_velocity_is_se3() -> None:
+    tau = torch.randn(16, 6, dtype=DT)
+    ext = torch.cat([torch.zeros(16, 3, dtype=DT), tau], -1)  # (ρ_v = 0, ρ_p, θ)
+    X, E = SE3.exp(tau), SE23.exp(ext)
+    torch.testing.assert_close(E.velocity(), torch.zeros(16, 3, dtype=DT), atol=0, rtol=0)
+    torch.testing.assert_close(E.position(), X.translation(), atol=1e-14, rtol=0)
+    torch.testing.assert_close(SE23.jr(ext)[..., 3:, 3:], SE3.jr(tau), atol=1e-14, rtol=0)
+    p = torch.randn(16, 3, dtype=DT)
+    torch.testing.assert_close(E.act(p), X.act(p), atol=1e-14, rtol=0)
+    m = E.as_matrix()
+    torch.testing.assert_close(m[..., :3, 4], E.position(), atol=0, rtol=0)  # [[R, v, p], [0, 1, 0], [0, 0, 1]]
+
+
+def test_se23_velocity_integrates_like_constant_acceleration_free_motion() -> None:
+    """(R, v, p) ∘ (I, 0, v dt)-style composition: p' = p + R p2, v' = v + R v2 (the group law of SE_2(3))."""
+    a, b = SE23.random((8,), dtype=DT), SE23.random((8,), dtype=DT)
+    c = a @ b
+    rot = a.rotation().as_matrix()
+    torch.testing.assert_close(c.velocity(), a.velocity() + (rot @ b.velocity()[..., None])[..., 0])
+    torch.testing.assert_close(c.position(), a.position() + (rot @ b.position()[..., None])[..., 0])

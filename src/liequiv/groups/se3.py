@@ -1,8 +1,15 @@
-"""SE(3), rigid motions of R³: parameters ``(t, q)`` ``[..., 7]`` (quaternion xyzw), tangent ``(ρ, θ)``."""
+"""SE(3) and SE_2(3): a rotation with k translation-like vectors, written once for both.
+
+An element is ``(R, t_1, ..., t_k)`` with matrix ``[[R, t_1 … t_k], [0, I_k]]``; the group acts on points
+by ``R x + t_k``. ``SE3`` is k = 1, parameters ``(t, q)`` ``[..., 7]`` and tangent ``(ρ, θ)`` ``[..., 6]``;
+``SE23`` (extended poses of IMU preintegration) is k = 2, parameters ``(v, p, q)`` ``[..., 10]``, tangent
+``(ρ_v, ρ_p, θ)`` ``[..., 9]``, matrix ``[[R, v, p], [0, 1, 0], [0, 0, 1]]``. Quaternions are xyzw.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -21,13 +28,15 @@ from liequiv.groups.so3 import (
     unskew,
 )
 
+P = TypeVar("P", bound="ExtendedPose")
+
 
 def _sq(v: Tensor) -> Tensor:
     return (v * v).sum(-1)
 
 
 def translation_coupling(rho: Tensor, theta: Tensor) -> Tensor:
-    """Barfoot's Q(ρ, θ) ``[..., 3, 3]``, the off-diagonal block of the left Jacobian of SE(3) (and SE_2(3))."""
+    """Barfoot's Q(ρ, θ) ``[..., 3, 3]``: the off-diagonal block of the left Jacobian of SE(3)."""
     theta_sq = _sq(theta)[..., None, None]
     p, t = skew(rho), skew(theta)
     tp, pt, tpt = t @ p, p @ t, t @ p @ t
@@ -37,124 +46,146 @@ def translation_coupling(rho: Tensor, theta: Tensor) -> Tensor:
             + c2 * (t @ tp + pt @ t - 3 * tpt) + c3 * (tpt @ t + t @ tpt))
 
 
-class SE3(LieGroup):
-    """Rigid motions x ↦ R x + t, parameters ``(t, q)`` ``[..., 7]``; tangent ``(ρ, θ)`` ``[..., 6]``.
+def _blocks(rows: list[list[Tensor]]) -> Tensor:
+    return torch.cat([torch.cat(row, -1) for row in rows], -2)
 
-    ``random``: Haar-uniform rotation and standard-normal translation.
-    """
 
-    param_dim = 7
-    tangent_dim = 6
-    matrix_dim = 4
+class ExtendedPose(LieGroup):
+    """Shared implementation of SE(3) (k = 1) and SE_2(3) (k = 2); ``random`` draws a Haar rotation and
+    standard-normal translation-like vectors."""
+
+    k: ClassVar[int]
     point_dim = 3
 
-    @classmethod
-    def identity(cls, batch_shape: Sequence[int] = (), *, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None) -> SE3:
-        p = torch.tensor([0.0] * 6 + [1.0], dtype=dtype or torch.get_default_dtype(), device=device)
-        return cls._wrap(p.expand(*batch_shape, 7).clone())
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.param_dim, cls.tangent_dim, cls.matrix_dim = 3 * cls.k + 4, 3 * cls.k + 3, 3 + cls.k
+
+    # translation-like vectors [..., k, 3] and the quaternion [..., 4]
+    def _vectors(self) -> Tensor:
+        return self.params[..., : 3 * self.k].unflatten(-1, (self.k, 3))
+
+    def _quaternion(self) -> Tensor:
+        return self.params[..., 3 * self.k :]
 
     @classmethod
-    def random(cls, batch_shape: Sequence[int] = (), *, generator: torch.Generator | None = None,
-               dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> SE3:
-        rot = SO3.random(batch_shape, generator=generator, dtype=dtype, device=device)
-        t = torch.randn(*batch_shape, 3, generator=generator, dtype=rot.dtype, device=device)
-        return cls._wrap(torch.cat([t, rot.params], -1))
-
-    @classmethod
-    def from_rotation_translation(cls, rotation: SO3, translation: Tensor) -> SE3:
-        """From an ``SO3`` and translations ``[..., 3]`` (broadcast together)."""
-        translation = check_tensor(translation, "translation", (3,))
-        shape = torch.broadcast_shapes(rotation.shape, translation.shape[:-1])
-        return cls._wrap(torch.cat([translation.expand(*shape, 3), rotation.params.expand(*shape, 4)], -1))
+    def _pack(cls: type[P], vectors: Tensor, q: Tensor) -> P:
+        shape = torch.broadcast_shapes(vectors.shape[:-2], q.shape[:-1])
+        return cls._wrap(torch.cat([vectors.expand(*shape, cls.k, 3).flatten(-2), q.expand(*shape, 4)], -1))
 
     def rotation(self) -> SO3:
-        return SO3._wrap(self.params[..., 3:])
-
-    def translation(self) -> Tensor:
-        return self.params[..., :3]
+        return SO3._wrap(self._quaternion())
 
     @classmethod
-    def _exp(cls, tangent: Tensor) -> SE3:
-        rho, theta = tangent[..., :3], tangent[..., 3:]
+    def identity(cls: type[P], batch_shape: Sequence[int] = (), *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None) -> P:
+        p = torch.zeros(cls.param_dim, dtype=dtype or torch.get_default_dtype(), device=device)
+        p[-1] = 1
+        return cls._wrap(p.expand(*batch_shape, cls.param_dim).clone())
+
+    @classmethod
+    def random(cls: type[P], batch_shape: Sequence[int] = (), *, generator: torch.Generator | None = None,
+               dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> P:
+        rot = SO3.random(batch_shape, generator=generator, dtype=dtype, device=device)
+        vectors = torch.randn(*batch_shape, cls.k, 3, generator=generator, dtype=rot.dtype, device=device)
+        return cls._pack(vectors, rot.params)
+
+    @classmethod
+    def _exp(cls: type[P], tangent: Tensor) -> P:
+        rho, theta = tangent[..., :-3].unflatten(-1, (cls.k, 3)), tangent[..., None, -3:]
         theta_sq = _sq(theta)[..., None]
-        cross = torch.linalg.cross(theta, rho)
-        t = rho + series.cosc(theta_sq) * cross + series.sinc_sq_tail3(theta_sq) * torch.linalg.cross(theta, cross)
-        return cls._wrap(torch.cat([t, quaternion_exp(theta)], -1))
+        cross = torch.linalg.cross(theta.expand_as(rho), rho)
+        vectors = (rho + series.cosc(theta_sq) * cross
+                   + series.sinc_sq_tail3(theta_sq) * torch.linalg.cross(theta.expand_as(rho), cross))
+        return cls._pack(vectors, quaternion_exp(tangent[..., -3:]))
 
     def log(self) -> Tensor:
-        t, theta = self.params[..., :3], quaternion_log(self.params[..., 3:])
-        cross = torch.linalg.cross(theta, t)
+        vectors, theta = self._vectors(), quaternion_log(self._quaternion())[..., None, :]
+        theta_k = theta.expand_as(vectors)
+        cross = torch.linalg.cross(theta_k, vectors)
         coefficient = series.inverse_jacobian_coefficient(_sq(theta)[..., None])
-        rho = t - 0.5 * cross + coefficient * torch.linalg.cross(theta, cross)
-        return torch.cat([rho, theta], -1)
+        rho = vectors - 0.5 * cross + coefficient * torch.linalg.cross(theta_k, cross)
+        return torch.cat([rho.flatten(-2), theta[..., 0, :]], -1)
 
-    def _compose(self, other: SE3) -> SE3:
-        t = self.params[..., :3] + quaternion_rotate(self.params[..., 3:], other.params[..., :3])
-        q = quaternion_multiply(self.params[..., 3:], other.params[..., 3:])
-        return self._wrap(torch.cat([t.expand(*q.shape[:-1], 3), q], -1))
+    def _compose(self: P, other: P) -> P:
+        q1 = self._quaternion()
+        vectors = self._vectors() + quaternion_rotate(q1[..., None, :], other._vectors())
+        return self._pack(vectors, quaternion_multiply(q1, other._quaternion()))
 
-    def inverse(self) -> SE3:
-        q_inv = self.params[..., 3:] * self.params.new_tensor([-1.0, -1.0, -1.0, 1.0])
-        return self._wrap(torch.cat([-quaternion_rotate(q_inv, self.params[..., :3]), q_inv], -1))
+    def inverse(self: P) -> P:
+        q_inv = self._quaternion() * self.params.new_tensor([-1.0, -1.0, -1.0, 1.0])
+        return self._pack(-quaternion_rotate(q_inv[..., None, :], self._vectors()), q_inv)
 
     def _act(self, points: Tensor) -> Tensor:
-        return quaternion_rotate(self.params[..., 3:], points) + self.params[..., :3]
+        return quaternion_rotate(self._quaternion(), points) + self._vectors()[..., -1, :]
 
     def as_matrix(self) -> Tensor:
-        rot = quaternion_to_matrix(self.params[..., 3:])
-        top = torch.cat([rot, self.params[..., :3, None]], -1)
-        bottom = torch.zeros_like(top[..., :1, :])
-        bottom[..., 0, 3] = 1
+        rot = quaternion_to_matrix(self._quaternion())
+        top = torch.cat([rot, self._vectors().mT], -1)
+        bottom = torch.zeros(*top.shape[:-2], self.k, 3 + self.k, dtype=self.dtype, device=self.device)
+        bottom[..., :, 3:] = torch.eye(self.k, dtype=self.dtype, device=self.device)
         return torch.cat([top, bottom], -2)
 
     @classmethod
-    def from_matrix(cls, matrix: Tensor, *, project: bool = False) -> SE3:
-        """From homogeneous matrices ``[..., 4, 4]``; ``project=True`` projects the rotation block."""
-        matrix = check_tensor(matrix, "matrix", (4, 4))
-        if not torch.compiler.is_compiling():
-            bottom = matrix.new_tensor([0.0, 0.0, 0.0, 1.0])
-            if not project and bool(((matrix[..., 3, :] - bottom).abs() > 1e-6).any()):
-                raise ValueError("matrix must have last row (0, 0, 0, 1); pass project=True to ignore it")
+    def from_matrix(cls: type[P], matrix: Tensor, *, project: bool = False) -> P:
+        """From matrices ``[..., 3+k, 3+k]``; ``project=True`` projects the rotation block and ignores the bottom."""
+        n = cls.matrix_dim
+        matrix = check_tensor(matrix, "matrix", (n, n))
+        if not project and not torch.compiler.is_compiling():
+            bottom = torch.zeros(cls.k, n, dtype=matrix.dtype, device=matrix.device)
+            bottom[:, 3:] = torch.eye(cls.k, dtype=matrix.dtype, device=matrix.device)
+            if bool(((matrix[..., 3:, :] - bottom).abs() > 1e-6).any()):
+                raise ValueError(f"matrix must have bottom rows [0, I_{cls.k}]; pass project=True to ignore them")
         rot = SO3.from_matrix(matrix[..., :3, :3], project=project)
-        return cls._wrap(torch.cat([matrix[..., :3, 3], rot.params], -1))
+        return cls._pack(matrix[..., :3, 3:].mT, rot.params)
 
     @classmethod
     def hat(cls, tangent: Tensor) -> Tensor:
-        tangent = check_tensor(tangent, "tangent", (6,))
-        top = torch.cat([skew(tangent[..., 3:]), tangent[..., :3, None]], -1)
-        return torch.cat([top, torch.zeros_like(top[..., :1, :])], -2)
+        tangent = check_tensor(tangent, "tangent", (cls.tangent_dim,))
+        top = torch.cat([skew(tangent[..., -3:]), tangent[..., :-3].unflatten(-1, (cls.k, 3)).mT], -1)
+        return torch.cat([top, torch.zeros_like(top[..., :1, :]).expand(*top.shape[:-2], cls.k, -1)], -2)
 
     @classmethod
     def vee(cls, algebra: Tensor) -> Tensor:
-        algebra = check_tensor(algebra, "algebra", (4, 4))
-        return torch.cat([algebra[..., :3, 3], unskew(algebra[..., :3, :3])], -1)
+        algebra = check_tensor(algebra, "algebra", (cls.matrix_dim, cls.matrix_dim))
+        return torch.cat([algebra[..., :3, 3:].mT.flatten(-2), unskew(algebra[..., :3, :3])], -1)
+
+    @classmethod
+    def _upper(cls, diagonal: Tensor, corners: list[Tensor]) -> Tensor:
+        """[[D, 0, C_1], [0, D, C_2], …, [0, 0, D]] with 3×3 blocks."""
+        shape = torch.broadcast_shapes(diagonal.shape, *(c.shape for c in corners))
+        diagonal, zero = diagonal.expand(shape), diagonal.new_zeros(shape)
+        rows = [[diagonal if j == i else zero for j in range(cls.k)] + [corners[i].expand(shape)]
+                for i in range(cls.k)]
+        return _blocks([*rows, [zero] * cls.k + [diagonal]])
 
     def adjoint(self) -> Tensor:
-        rot = quaternion_to_matrix(self.params[..., 3:])
-        top = torch.cat([rot, skew(self.params[..., :3]) @ rot], -1)
-        return torch.cat([top, torch.cat([torch.zeros_like(rot), rot], -1)], -2)
+        rot = quaternion_to_matrix(self._quaternion())
+        return self._upper(rot, [skew(t) @ rot for t in self._vectors().unbind(-2)])
 
-    def normalize(self) -> SE3:
-        q = self.params[..., 3:]
-        return self._wrap(torch.cat([self.params[..., :3], q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)], -1))
+    def normalize(self: P) -> P:
+        q = self._quaternion()
+        return self._pack(self._vectors(), q / torch.linalg.vector_norm(q, dim=-1, keepdim=True))
+
+    @classmethod
+    def _split(cls, tangent: Tensor) -> tuple[list[Tensor], Tensor]:
+        tangent = check_tensor(tangent, "tangent", (cls.tangent_dim,))
+        return list(tangent[..., :-3].unflatten(-1, (cls.k, 3)).unbind(-2)), tangent[..., -3:]
 
     @classmethod
     def jl(cls, tangent: Tensor) -> Tensor:
-        """Jl(ρ, θ) = [[Jl(θ), Q(ρ, θ)], [0, Jl(θ)]] (Barfoot's Q)."""
-        tangent = check_tensor(tangent, "tangent", (6,))
-        rho, theta = tangent[..., :3], tangent[..., 3:]
+        """Jl(ρ, θ): Jl(θ) of SO(3) on the diagonal, Barfoot's Q(ρ_i, θ) in the last block column."""
+        rhos, theta = cls._split(tangent)
         theta_sq = _sq(theta)
         jl = so3_jacobian(theta, series.cosc(theta_sq), series.sinc_sq_tail3(theta_sq))
-        return _block_upper(jl, translation_coupling(rho, theta))
+        return cls._upper(jl, [translation_coupling(rho, theta) for rho in rhos])
 
     @classmethod
     def jl_inv(cls, tangent: Tensor) -> Tensor:
-        """Jl⁻¹(ρ, θ) = [[Jl⁻¹(θ), -Jl⁻¹ Q Jl⁻¹], [0, Jl⁻¹(θ)]]."""
-        tangent = check_tensor(tangent, "tangent", (6,))
-        rho, theta = tangent[..., :3], tangent[..., 3:]
+        """Jl⁻¹(ρ, θ): Jl⁻¹(θ) on the diagonal, -Jl⁻¹ Q(ρ_i, θ) Jl⁻¹ in the last block column."""
+        rhos, theta = cls._split(tangent)
         jl_inv = so3_jacobian(theta, -0.5, series.inverse_jacobian_coefficient(_sq(theta)))
-        return _block_upper(jl_inv, -jl_inv @ translation_coupling(rho, theta) @ jl_inv)
+        return cls._upper(jl_inv, [-jl_inv @ translation_coupling(rho, theta) @ jl_inv for rho in rhos])
 
     @classmethod
     def jr(cls, tangent: Tensor) -> Tensor:
@@ -167,13 +198,36 @@ class SE3(LieGroup):
         return cls.jl_inv(-tangent)
 
     def _jac_act(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        rot = quaternion_to_matrix(self.params[..., 3:])
+        rot = quaternion_to_matrix(self._quaternion())
         shape = torch.broadcast_shapes(self.shape, points.shape[:-1])
         rot = rot.expand(*shape, 3, 3)
-        return torch.cat([rot, -rot @ skew(points)], -1), rot
+        zeros = [torch.zeros_like(rot)] * (self.k - 1)
+        return torch.cat([*zeros, rot, -rot @ skew(points)], -1), rot
 
 
-def _block_upper(diagonal: Tensor, corner: Tensor) -> Tensor:
-    """[[D, C], [0, D]] from 3×3 blocks."""
-    top = torch.cat([diagonal, corner], -1)
-    return torch.cat([top, torch.cat([torch.zeros_like(diagonal), diagonal], -1)], -2)
+class SE3(ExtendedPose):
+    """Rigid motions x ↦ R x + t: parameters ``(t, q)`` ``[..., 7]``, tangent ``(ρ, θ)`` ``[..., 6]``."""
+
+    k = 1
+
+    @classmethod
+    def from_rotation_translation(cls, rotation: SO3, translation: Tensor) -> SE3:
+        """From an ``SO3`` and translations ``[..., 3]`` (broadcast together)."""
+        translation = check_tensor(translation, "translation", (3,))
+        return cls._pack(translation[..., None, :], rotation.params)
+
+    def translation(self) -> Tensor:
+        return self.params[..., :3]
+
+
+class SE23(ExtendedPose):
+    """Extended poses (R, v, p) of inertial navigation: parameters ``(v, p, q)`` ``[..., 10]``, tangent
+    ``(ρ_v, ρ_p, θ)`` ``[..., 9]``, matrix ``[[R, v, p], [0, 1, 0], [0, 0, 1]]``; acts on points as R x + p."""
+
+    k = 2
+
+    def velocity(self) -> Tensor:
+        return self.params[..., :3]
+
+    def position(self) -> Tensor:
+        return self.params[..., 3:6]
