@@ -14,6 +14,7 @@ from liequiv.groups.base import LieGroup
 def registered_groups() -> list[type[LieGroup]]:
     """Every concrete LieGroup exported by liequiv.groups."""
     found = [getattr(groups, name) for name in groups.__all__]
+    found = [groups.Rn.of(3) if g is groups.Rn else g for g in found]  # Rn is a family: test R³
     return [g for g in found if isinstance(g, type) and issubclass(g, LieGroup) and g is not LieGroup]
 
 

@@ -213,8 +213,8 @@ def test_se23_restricted_to_zero_velocity_is_se3() -> None:
     torch.testing.assert_close(m[..., :3, 4], E.position(), atol=0, rtol=0)  # [[R, v, p], [0, 1, 0], [0, 0, 1]]
 
 
-def test_se23_velocity_integrates_like_constant_acceleration_free_motion() -> None:
-    """(R, v, p) ∘ (I, 0, v dt)-style composition: p' = p + R p2, v' = v + R v2 (the group law of SE_2(3))."""
+def test_se23_group_law() -> None:
+    """(R1, v1, p1)(R2, v2, p2) = (R1 R2, v1 + R1 v2, p1 + R1 p2)."""
     a, b = SE23.random((8,), dtype=DT), SE23.random((8,), dtype=DT)
     c = a @ b
     rot = a.rotation().as_matrix()

@@ -47,6 +47,14 @@ def check_tensor(x: object, name: str, last_dims: Sequence[int], *, finite: bool
     return x
 
 
+def jr_from_ad(ad: Tensor) -> Tensor:
+    """Jr(τ) = ∫₀¹ exp(-s ad_τ) ds from ad_τ ``[..., d, d]``, exactly: the top-right block of
+    expm([[-ad_τ, I], [0, 0]]). For groups whose closed form is long (Sim(3))."""
+    d = ad.shape[-1]
+    top = torch.cat([-ad, torch.eye(d, dtype=ad.dtype, device=ad.device).expand_as(ad)], -1)
+    return torch.linalg.matrix_exp(torch.cat([top, torch.zeros_like(top)], -2))[..., :d, d:]
+
+
 class LieGroup(ABC):
     """A batch of elements of a matrix Lie group, wrapping ``params [..., param_dim]``."""
 
