@@ -65,7 +65,8 @@ class Rn(LieGroup):
             off = matrix - torch.eye(n + 1, dtype=matrix.dtype, device=matrix.device)
             off[..., :n, n] = 0  # the translation column is free
             if bool((off.abs() > 1e-6).any()):
-                raise ValueError(f"matrix must be [[I, t], [0, 1]] of size {n + 1}; pass project=True to ignore the rest")
+                raise ValueError(f"matrix must be [[I, t], [0, 1]] of size {n + 1}; pass project=True to ignore "
+                                 "the rest")
         return cls._wrap(matrix[..., :n, n])
 
     @classmethod

@@ -19,7 +19,8 @@ from liequiv.groups.base import LieGroup, check_tensor
 
 def complex_multiply(a: Tensor, b: Tensor) -> Tensor:
     """(a0 + i a1)(b0 + i b1) for ``[..., 2]`` pairs."""
-    return torch.stack([a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1], a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]], -1)
+    a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    return torch.stack([a0 * b0 - a1 * b1, a0 * b1 + a1 * b0], -1)
 
 
 def _rotation_matrix(cs: Tensor) -> Tensor:
