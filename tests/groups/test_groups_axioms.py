@@ -97,6 +97,9 @@ class TestAxioms:
         assert X.act(_points(G, 7, 1, 3)).shape == (7, 5, 3, G.point_dim)
         assert X.jac_compose(Y)[0].shape == (5, 3, G.tangent_dim, G.tangent_dim)
         assert X[2, 0].shape == ()
+        single = _random(G, seed=2)  # batch shapes of different rank
+        assert (single @ Y).shape == (1, 3) and (X @ single).shape == (5, 1)
+        _close((single @ X)[:, 0], single @ X[:, 0])
 
     def test_empty_batch(self, G: type[LieGroup]) -> None:
         X = G.random((0,), dtype=DT)

@@ -71,7 +71,7 @@ class SO2(LieGroup):
     @classmethod
     def random(cls, batch_shape: Sequence[int] = (), *, generator: torch.Generator | None = None,
                dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> SO2:
-        u = torch.rand(*batch_shape, generator=generator, dtype=dtype, device=device)
+        u = torch.rand(tuple(batch_shape), generator=generator, dtype=dtype, device=device)
         return cls._wrap(_unit_complex((2 * u - 1) * math.pi))
 
     @classmethod

@@ -34,7 +34,8 @@ def unskew(m: Tensor) -> Tensor:
 
 
 def quaternion_multiply(q1: Tensor, q2: Tensor) -> Tensor:
-    """Hamilton product of xyzw quaternions ``[..., 4]``."""
+    """Hamilton product of xyzw quaternions ``[..., 4]`` (batch shapes broadcast)."""
+    q1, q2 = torch.broadcast_tensors(q1, q2)
     v1, w1 = q1[..., :3], q1[..., 3:]
     v2, w2 = q2[..., :3], q2[..., 3:]
     v = w1 * v2 + w2 * v1 + torch.linalg.cross(v1, v2)
