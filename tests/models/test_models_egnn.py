@@ -7,6 +7,7 @@ import torch
 
 from liequiv.groups import SO3
 from liequiv.models import EGNN
+from liequiv.symmetry import check_equivariance
 
 DT = torch.float64
 
@@ -87,3 +88,11 @@ def test_velocity_variant_needs_velocities_and_bad_input() -> None:
         model(pos, vel, charges, edge_index.float(), batch)
     with pytest.raises(ValueError, match="layers"):
         EGNN(layers=0)
+
+
+def test_certified_by_the_checker() -> None:
+    """E(3) x S_n, with permutations across the whole batch of graphs."""
+    model = _model()
+    types = ["pos, perm(0)", "1o, perm(0)", "scalar, perm(0)", "index", "scalar, perm(0)"]
+    report = check_equivariance(lambda *x: model(*x), _inputs(), "E(3) x S_n", types, "pos, perm(0)", n_samples=4)
+    assert report.passed, str(report)

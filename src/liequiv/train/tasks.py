@@ -22,6 +22,10 @@ def _build_nbody_model(config: TrainConfig) -> nn.Module:
         from liequiv.models.ponita import PONITA, PONITAR3
 
         return PONITA(**size, **config.extra) if config.model == "ponita" else PONITAR3(**size)
+    if config.model == "fa-gnn":
+        from liequiv.models.frame_averaged import FrameAveragedGNN
+
+        return FrameAveragedGNN(**size)
     if config.model == "gnn":
         from liequiv.models.baselines import GNN
 
@@ -38,7 +42,7 @@ class NBodyTask:
     """
 
     name = "nbody"
-    models = ("egnn", "ponita", "ponita-r3", "gnn", "linear")
+    models = ("egnn", "ponita", "ponita-r3", "fa-gnn", "gnn", "linear")
 
     def defaults(self, model: str) -> dict[str, Any]:
         """A configuration that trains in a few minutes on 2 CPU cores.
