@@ -1,5 +1,9 @@
-"""Complete networks."""
+"""Complete networks. Every dynamics model shares one interface:
+``forward(pos [N, 3], vel [N, 3], node_features [N, F], edge_index [2, E], batch [N] | None) -> positions [N, 3]``.
+"""
 
+from liequiv.models.baselines import GNN, LinearDynamics
 from liequiv.models.egnn import EGNN, EGNNLayer
+from liequiv.models.frame_averaged import FrameAveragedGNN
 
-__all__ = ["EGNN", "EGNNLayer"]
+__all__ = ["EGNN", "GNN", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics"]

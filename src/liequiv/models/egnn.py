@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from liequiv.models.inputs import check_dynamics_inputs
 from liequiv.nn.graph import check_edge_index, scatter_mean, scatter_sum
 from liequiv.nn.mlp import MLP
 
@@ -81,10 +82,8 @@ class EGNN(nn.Module):
 
         ``batch`` is accepted for a uniform model interface; EGNN needs no per-graph pooling.
         """
+        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
         n = pos.shape[0]
-        for name, t, width in (("pos", pos, 3), ("vel", vel, 3), ("node_features", node_features, self.node_dim)):
-            if t.dim() != 2 or t.shape != (n, width):
-                raise ValueError(f"{name} must have shape [{n}, {width}], got {list(t.shape)}")
         src, dst = check_edge_index(edge_index, n)
         speed = torch.linalg.vector_norm(vel, dim=-1, keepdim=True)
         h = self.embedding(torch.cat([speed, node_features], -1))
