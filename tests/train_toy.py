@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from liequiv.models import EGNN
+from liequiv.nn.graph import fully_connected_edges
 from liequiv.train.loop import TrainConfig
 
 N_NODES = 4
@@ -47,11 +48,7 @@ class ToyTask:
 
     def collate(self, samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         out = {k: torch.cat([s[k] for s in samples]) for k in samples[0]}
-        idx = torch.arange(N_NODES)
-        src, dst = idx.repeat_interleave(N_NODES), idx.repeat(N_NODES)
-        keep = src != dst
-        offsets = torch.arange(len(samples)) * N_NODES
-        out["edge_index"] = torch.cat([torch.stack([src[keep], dst[keep]]) + o for o in offsets], 1)
+        out["edge_index"] = fully_connected_edges(N_NODES, len(samples))
         out["batch"] = torch.arange(len(samples)).repeat_interleave(N_NODES)
         return out
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from liequiv.data.nbody import fully_connected_edges
 from liequiv.models.baselines import GNN
 from liequiv.models.frame_averaged import FrameAveragedGNN
+from liequiv.nn.graph import fully_connected_edges
 from liequiv.symmetry import check_equivariance
 
 DT = torch.float64

@@ -34,3 +34,17 @@ def scatter_mean(values: Tensor, index: Tensor, num_targets: int) -> Tensor:
     total = scatter_sum(values, index, num_targets)
     count = torch.bincount(index, minlength=num_targets).clamp_min(1).to(values.dtype)
     return total / count.view(-1, *([1] * (values.dim() - 1)))
+
+
+def fully_connected_edges(n_nodes: int, batch_size: int = 1, *, device: torch.device | str | None = None) -> Tensor:
+    """``edge_index [2, B·n·(n-1)]`` of ``batch_size`` disjoint complete graphs without self-loops.
+
+    Messages flow from ``edge_index[0]`` to ``edge_index[1]``; within graph b the edges are (i, j) for
+    i ≠ j, source-major, on nodes offset by ``b · n_nodes`` (the layout of ``torch.cat`` of node tensors).
+    """
+    idx = torch.arange(n_nodes, device=device)
+    src, dst = idx.repeat_interleave(n_nodes), idx.repeat(n_nodes)
+    keep = src != dst
+    edges = torch.stack([src[keep], dst[keep]])  # [2, n(n-1)]
+    offsets = torch.arange(batch_size, device=device).repeat_interleave(edges.shape[1]) * n_nodes
+    return edges.repeat(1, batch_size) + offsets
