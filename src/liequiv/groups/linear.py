@@ -37,15 +37,16 @@ P = Q diag(σ) Qᵀ the pair (Ω_ij, dP_ij), i < j, maps to (Ω_ij σ_j + dP_ij,
 determinant σ_i + σ_j. With the Daleckii-Krein Jacobian of P = Exp(S), ∏_i σ_i ∏_{i<j} (σ_i - σ_j)/(λ_i - λ_j)
 (λ = log σ the eigenvalues of S), the Haar measure dA / det(A)^n of GL+(n) becomes
 
-    dμ(A) = dR · h(S) ds,      h(S) = ∏_{i<j} sinh(λ_i - λ_j) / (λ_i - λ_j)      (up to a constant)
+    dA / det(A)^n = 2^(n(n-1)/4) · dΩ · h(S) ds,      h(S) = ∏_{i<j} sinh(λ_i - λ_j) / (λ_i - λ_j),
 
-with dR the Haar probability of SO(n) and ds Lebesgue measure in the coordinates s: Haar on SO(n) times
-a measure on Sym(n) with the density h (the same h is the Jacobian of Exp: Sym(n) → Pos(n) for the
-invariant measure of Pos(n) = GL+(n)/SO(n)). It does not depend on tr S, so SL(n) has the same h on
-traceless s. The measure is infinite; ``sample_glplus``/``sample_sl`` draw R Haar-uniform and s ~ N(0,
+dΩ the Haar measure of SO(n) (the volume of Rᵀ dR in ``so_vee`` coordinates) and ds Lebesgue measure
+in the coordinates s. So Haar on G is Haar on SO(n) times the measure h(S) ds on Sym(n) (h is also the
+density of the invariant measure of Pos(n) = GL+(n)/SO(n) at AᵀA = Exp(2S)). h does not depend on
+tr S, so SL(n) has the same h on traceless s. Below, μ = dR · h(S) ds with dR the Haar probability of
+SO(n). The measure is infinite; ``sample_glplus``/``sample_sl`` draw R Haar-uniform and s ~ N(0,
 scale²), a bi-SO(n)-invariant proposal q, and return ``log_weight = log h(S) - log q(s)``: for any
 integrable φ, E_q[exp(log_weight) φ(A)] = ∫ φ dμ, and self-normalized weights turn the samples into
-samples of any target ρ · μ. The affine group R^n ⋊ G has left Haar measure db dμ(A) / |det A|.
+samples of any target ρ · μ. The affine group R^n ⋊ G has left Haar measure db dμ(A) / det A.
 
 Gradients. ``eigh``/``svd`` backward divides by eigenvalue gaps and is NaN/inf at repeated eigenvalues
 (at the identity, for instance). Here every spectral function is evaluated on detached inputs and its
@@ -66,7 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from math import factorial
 from typing import ClassVar, NamedTuple, TypeVar
 
@@ -92,8 +93,10 @@ __all__ = [
     "sample_glplus",
     "sample_rotation",
     "sample_sl",
+    "so_dim",
     "so_hat",
     "so_vee",
+    "sym_dim",
     "sym_expm",
     "sym_hat",
     "sym_logm",
@@ -180,12 +183,11 @@ def group_dim(n: int, special: bool = False) -> int:
     return so_dim(n) + sym_dim(n, special)
 
 
-@lru_cache(maxsize=None)
-def _basis_cpu(kind: str, n: int) -> Tensor:
+def _build_basis(kind: str, n: int) -> Tensor:
     """[d, n, n] basis of so(n) ("so"), Sym(n) ("sym", orthonormal) or traceless Sym(n) ("sym0", orthonormal)."""
     basis = []
     if kind == "so" and n == 3:  # the cross-product convention of SO3: ω^ p = ω × p
-        for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # e_i^ has +1 at [k, j], -1 at [j, k]
+        for j, k in ((1, 2), (2, 0), (0, 1)):  # e_x^, e_y^, e_z^: +1 at [k, j], -1 at [j, k]
             b = torch.zeros(3, 3, dtype=torch.float64)
             b[k, j], b[j, k] = 1.0, -1.0
             basis.append(b)
@@ -208,8 +210,13 @@ def _basis_cpu(kind: str, n: int) -> Tensor:
     return torch.stack(basis) if basis else torch.zeros(0, n, n, dtype=torch.float64)
 
 
+_cached_basis = cache(_build_basis)
+
+
 def _basis(kind: str, n: int, like: Tensor) -> Tensor:
-    return _basis_cpu(kind, n).to(dtype=like.dtype, device=like.device)
+    """The basis in ``like``'s dtype and device; built once per (kind, n), or traced as constants when compiling."""
+    basis = _build_basis(kind, n) if torch.compiler.is_compiling() else _cached_basis(kind, n)
+    return basis.to(dtype=like.dtype, device=like.device)
 
 
 def so_hat(omega: Tensor, n: int) -> Tensor:
