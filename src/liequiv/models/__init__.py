@@ -5,5 +5,6 @@
 from liequiv.models.baselines import GNN, LinearDynamics
 from liequiv.models.egnn import EGNN, EGNNLayer
 from liequiv.models.frame_averaged import FrameAveragedGNN
+from liequiv.models.ponita import PONITA, PONITAR3
 
-__all__ = ["EGNN", "GNN", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics"]
+__all__ = ["EGNN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics"]

@@ -1,0 +1,199 @@
+"""PONITA (R³ × S²) and PONITAR3: exact translation/permutation symmetry, grid-limited rotation error, parts."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+import torch
+
+from liequiv.groups import SO3
+from liequiv.models.ponita import (
+    PONITA,
+    PONITAR3,
+    ConvNextBlock,
+    PointConv,
+    PolynomialFeatures,
+    position_orientation_invariants,
+    so3_equivariance_error,
+)
+
+DT = torch.float64
+
+
+def _inputs(n_graphs: int = 3, n: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.cartesian_prod(torch.arange(n), torch.arange(n))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]  # fully connected, no self-loops
+    edge_index = (pairs[None] + n * torch.arange(n_graphs)[:, None, None]).reshape(-1, 2).T
+    batch = torch.arange(n_graphs).repeat_interleave(n)
+    pos = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
+    vel = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
+    charges = torch.randint(0, 2, (n * n_graphs, 1), generator=g).to(DT) * 2 - 1
+    return pos, vel, charges, edge_index, batch
+
+
+def _ponita(**kwargs) -> PONITA:
+    torch.manual_seed(0)
+    return PONITA(**{"hidden": 16, "layers": 2, "num_ori": 12, **kwargs}).to(DT)
+
+
+def _ponita_r3(**kwargs) -> PONITAR3:
+    torch.manual_seed(0)
+    return PONITAR3(hidden=16, layers=2, **kwargs).to(DT)
+
+
+MODELS = {"R3S2": _ponita, "R3": _ponita_r3}
+
+
+def _rotations(count: int, seed: int) -> torch.Tensor:
+    return SO3.random((count,), generator=torch.Generator().manual_seed(seed), dtype=DT).as_matrix()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes_gradients_and_float32(name: str) -> None:
+    model = MODELS[name]()
+    pos, vel, charges, edge_index, batch = _inputs()
+    out = model(pos, vel, charges, edge_index, batch)
+    assert out.shape == pos.shape and out.dtype == DT
+    assert (out - pos).abs().max() > 1e-3  # the model does something
+    out.square().sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), "every parameter is used"
+    single = model.float()(pos.float(), vel.float(), charges.float(), edge_index, batch)
+    assert single.dtype == torch.float32 and (single - out.detach()).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_translation_and_permutation_are_exact(name: str) -> None:
+    model = MODELS[name]()
+    pos, vel, charges, edge_index, batch = _inputs()
+    out = model(pos, vel, charges, edge_index, batch)
+    shift = torch.tensor([3.0, -1.5, 0.25], dtype=DT)
+    assert (model(pos + shift, vel, charges, edge_index, batch) - (out + shift)).abs().max() < 1e-10
+    perm = torch.randperm(pos.shape[0], generator=torch.Generator().manual_seed(1))
+    inverse = torch.argsort(perm)
+    moved = model(pos[perm], vel[perm], charges[perm], inverse[edge_index], batch[perm])
+    assert (moved - out[perm]).abs().max() < 1e-10
+
+
+def test_r3_variant_is_exactly_e3_equivariant() -> None:
+    model = _ponita_r3()
+    pos, vel, charges, edge_index, batch = _inputs()
+    out = model(pos, vel, charges, edge_index, batch)
+    for seed, rot in enumerate(_rotations(3, seed=2)):
+        rot = rot * (-1) ** seed  # odd seeds: improper
+        shift = torch.randn(3, generator=torch.Generator().manual_seed(seed), dtype=DT)
+        moved = model(pos @ rot.T + shift, vel @ rot.T, charges, edge_index, batch)
+        assert (moved - (out @ rot.T + shift)).abs().max() < 1e-10
+    assert so3_equivariance_error(model, pos, vel, charges, edge_index, _rotations(2, seed=3)).max() < 1e-10
+
+
+def test_rotation_error_shrinks_with_the_grid() -> None:
+    """The same weights on grids of 8, 20, 50, 100 orientations: the SO(3) error falls with every refinement."""
+    pos, vel, charges, edge_index, _ = _inputs(n_graphs=2)
+    rotations = _rotations(3, seed=5)
+    errors = [so3_equivariance_error(_ponita(num_ori=n), pos, vel, charges, edge_index, rotations).mean().item()
+              for n in (8, 20, 50, 100)]
+    assert all(fine < 0.8 * coarse for coarse, fine in pairwise(errors)), errors
+    assert errors[-1] < 0.1 * errors[0], errors
+    assert errors[0] > 1e-3, "a coarse grid is only approximately equivariant"
+
+
+def test_coincident_points_and_no_edges_are_finite() -> None:
+    pos, vel, charges, edge_index, batch = _inputs(n_graphs=1)
+    for model in (_ponita(), _ponita_r3()):
+        still = torch.zeros_like(pos).requires_grad_()
+        out = model(still, torch.zeros_like(vel), charges, edge_index, batch)
+        out.sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(still.grad).all()
+        single = model(pos[:1], vel[:1], charges[:1], torch.zeros(2, 0, dtype=torch.long))
+        assert single.shape == (1, 3) and torch.isfinite(single).all()
+
+
+def test_self_loops_change_the_convolution() -> None:
+    pos, vel, charges, edge_index, batch = _inputs()
+    with_loops = _ponita(self_loops=True)(pos, vel, charges, edge_index, batch)
+    without = _ponita(self_loops=False)(pos, vel, charges, edge_index, batch)
+    assert (with_loops - without).abs().max() > 1e-6
+
+
+def test_position_orientation_invariants() -> None:
+    g = torch.Generator().manual_seed(0)
+    rel = torch.randn(7, 3, generator=g, dtype=DT)
+    orientations = torch.nn.functional.normalize(torch.randn(4, 3, generator=g, dtype=DT), dim=-1)
+    attributes = position_orientation_invariants(rel, orientations)
+    assert attributes.shape == (7, 4, 2)
+    assert torch.allclose(attributes.square().sum(-1), rel.square().sum(-1, keepdim=True).expand(-1, 4))
+    assert (attributes[..., 1] >= 0).all()
+    axis = torch.tensor([[0.0, 0.0, 1.0]], dtype=DT)
+    assert torch.allclose(position_orientation_invariants(torch.tensor([[3.0, 4.0, 2.0]], dtype=DT), axis),
+                          torch.tensor([[[2.0, 5.0]]], dtype=DT))
+    rot = _rotations(1, seed=1)[0]  # rotating both the pair and the orientation leaves the attributes alone
+    rotated = position_orientation_invariants(rel @ rot.T, orientations @ rot.T)
+    assert (rotated - attributes).abs().max() < 1e-12
+
+
+def test_polynomial_features() -> None:
+    features = PolynomialFeatures(num_inputs=2, degree=3)
+    assert features.num_monomials == 10
+    x = torch.tensor([[2.0, 3.0]], dtype=DT)
+    values = sorted(features(x)[0].tolist())
+    assert values == sorted([1, 2, 3, 4, 6, 9, 8, 12, 18, 27])
+    zero = torch.zeros(1, 2, dtype=DT, requires_grad=True)
+    features(zero).sum().backward()
+    assert torch.isfinite(zero.grad).all() and torch.equal(zero.grad, torch.ones(1, 2, dtype=DT))
+
+
+def test_convnext_layer_scale() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 8)
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    basis = torch.randn(4, 5)
+    silent = ConvNextBlock(8, PointConv(8, 5), layer_scale=0.0)
+    assert torch.equal(silent(x, edge_index, basis), x)
+    assert silent.mlp[0].out_features == 32  # widening factor 4
+    active = ConvNextBlock(8, PointConv(8, 5), layer_scale=None)
+    assert (active(x, edge_index, basis) - x).abs().max() > 1e-3
+
+
+def test_learns_a_small_batch() -> None:
+    pos, vel, charges, edge_index, batch = _inputs(n_graphs=4)
+    target = pos + 0.5 * vel
+    model = _ponita(num_ori=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = (model(pos, vel, charges, edge_index, batch) - target).square().mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses[::10]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_input(name: str) -> None:
+    model = MODELS[name]()
+    pos, vel, charges, edge_index, batch = _inputs()
+    with pytest.raises(ValueError, match="vel must have shape"):
+        model(pos, vel[:, :2], charges, edge_index, batch)
+    with pytest.raises(ValueError, match="node_features must have shape"):
+        model(pos, vel, torch.cat([charges, charges], -1), edge_index, batch)
+    with pytest.raises(ValueError, match="edge_index entries"):
+        model(pos, vel, charges, edge_index + 100, batch)
+    with pytest.raises(TypeError, match="edge_index"):
+        model(pos, vel, charges, edge_index.float(), batch)
+
+
+def test_bad_hyperparameters() -> None:
+    with pytest.raises(ValueError, match="num_ori"):
+        PONITA(num_ori=0)
+    with pytest.raises(ValueError, match="layers"):
+        PONITA(layers=0)
+    with pytest.raises(ValueError, match="hidden"):
+        PONITAR3(hidden=0)
+    with pytest.raises(ValueError, match="degree"):
+        PONITAR3(degree=0)
+    with pytest.raises(ValueError, match="rotations"):
+        so3_equivariance_error(_ponita_r3(), *_inputs()[:4], torch.eye(3, dtype=DT))
