@@ -35,20 +35,21 @@ def unskew(m: Tensor) -> Tensor:
 
 def quaternion_multiply(q1: Tensor, q2: Tensor) -> Tensor:
     """Hamilton product of xyzw quaternions ``[..., 4]`` (batch shapes broadcast)."""
-    q1, q2 = torch.broadcast_tensors(q1, q2)
-    v1, w1 = q1[..., :3], q1[..., 3:]
-    v2, w2 = q2[..., :3], q2[..., 3:]
-    v = w1 * v2 + w2 * v1 + torch.linalg.cross(v1, v2)
-    w = w1 * w2 - (v1 * v2).sum(-1, keepdim=True)
-    return torch.cat([v, w], dim=-1)
+    x1, y1, z1, w1 = q1.unbind(-1)
+    x2, y2, z2, w2 = q2.unbind(-1)
+    return torch.stack([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+                        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2], -1)
 
 
 def quaternion_rotate(q: Tensor, p: Tensor) -> Tensor:
     """Rotate points ``p [..., 3]`` by unit xyzw quaternions ``q [..., 4]``: p + 2w(v×p) + 2v×(v×p)."""
-    shape = torch.broadcast_shapes(q.shape[:-1], p.shape[:-1])
-    v, w, p = q[..., :3].expand(*shape, 3), q[..., 3:], p.expand(*shape, 3)
-    t = 2 * torch.linalg.cross(v, p)
-    return p + w * t + torch.linalg.cross(v, t)
+    x, y, z, w = q.unbind(-1)
+    px, py, pz = p.unbind(-1)
+    tx, ty, tz = 2 * (y * pz - z * py), 2 * (z * px - x * pz), 2 * (x * py - y * px)  # t = 2 v × p
+    return torch.stack([px + w * tx + y * tz - z * ty, py + w * ty + z * tx - x * tz, pz + w * tz + x * ty - y * tx],
+                       -1)
 
 
 def quaternion_exp(rotvec: Tensor) -> Tensor:
