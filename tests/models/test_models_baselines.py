@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dynamics_testing import random_systems
 from liequiv.groups import SO3
 from liequiv.models.baselines import GNN, LinearDynamics
 
@@ -12,15 +13,7 @@ DT = torch.float64
 
 
 def _inputs(n_graphs: int = 3, n: int = 5, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    pairs = torch.cartesian_prod(torch.arange(n), torch.arange(n))
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]  # fully connected, no self-loops
-    edge_index = (pairs[None] + n * torch.arange(n_graphs)[:, None, None]).reshape(-1, 2).T
-    batch = torch.arange(n_graphs).repeat_interleave(n)
-    pos = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
-    vel = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
-    charges = torch.randint(0, 2, (n * n_graphs, 1), generator=g).to(DT) * 2 - 1
-    return pos, vel, charges, edge_index, batch
+    return random_systems(n_graphs, n, seed)
 
 
 def _gnn() -> GNN:

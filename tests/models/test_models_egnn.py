@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dynamics_testing import NODE_TYPES, OUT_TYPE, random_systems
 from liequiv.groups import SO3
 from liequiv.models import EGNN
 from liequiv.symmetry import check_equivariance
@@ -12,26 +13,8 @@ from liequiv.symmetry import check_equivariance
 DT = torch.float64
 
 
-def _graph(sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    src, dst, batch, start = [], [], [], 0
-    for g, n in enumerate(sizes):
-        for i in range(n):
-            for j in range(n):
-                if i != j:
-                    src.append(start + i)
-                    dst.append(start + j)
-        batch += [g] * n
-        start += n
-    return torch.tensor([src, dst]), torch.tensor(batch)
-
-
 def _inputs(n_graphs: int = 3, n: int = 5, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    edge_index, batch = _graph([n] * n_graphs)
-    pos = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
-    vel = torch.randn(n * n_graphs, 3, generator=g, dtype=DT)
-    charges = torch.randint(0, 2, (n * n_graphs, 1), generator=g).to(DT) * 2 - 1
-    return pos, vel, charges, edge_index, batch
+    return random_systems(n_graphs, n, seed)
 
 
 def _model(**kwargs) -> EGNN:
@@ -93,6 +76,5 @@ def test_velocity_variant_needs_velocities_and_bad_input() -> None:
 def test_certified_by_the_checker() -> None:
     """E(3) x S_n, with permutations across the whole batch of graphs."""
     model = _model()
-    types = ["pos, perm(0)", "1o, perm(0)", "scalar, perm(0)", "index", "scalar, perm(0)"]
-    report = check_equivariance(lambda *x: model(*x), _inputs(), "E(3) x S_n", types, "pos, perm(0)", n_samples=4)
+    report = check_equivariance(lambda *x: model(*x), _inputs(), "E(3) x S_n", NODE_TYPES, OUT_TYPE, n_samples=4)
     assert report.passed, str(report)
