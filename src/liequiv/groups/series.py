@@ -31,7 +31,7 @@ __all__ = [
     "sinc_tail5",
 ]
 
-_TERMS = 9  # Taylor terms kept: x^0 .. x^8, i.e. θ^0 .. θ^16
+_MAX_TERMS = 12  # at most x^0 .. x^11 (θ^0 .. θ^22); each dtype uses the fewest that suffice
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -46,40 +46,49 @@ def _bernoulli(n: int) -> list[Fraction]:
 class _Series:
     """f(x) with f given near 0 by Σ_k c_k x^k and elsewhere by a closed form in θ = sqrt(x).
 
-    ``cancellation``: the order p such that the closed form loses a factor θ^-p of relative accuracy.
+    ``cancellation``: the order p such that the closed form loses a factor θ^-p of relative accuracy
+    (its derivative in x then loses θ^-(p+2)).
     """
 
     def __init__(self, coefficients: list[Fraction], closed_form: Callable[[Tensor], Tensor], cancellation: int):
         self.coefficients = [float(c) for c in coefficients]
         self.closed_form = closed_form
         self.cancellation = cancellation
+        self.plans = {dtype: self._plan(dtype) for dtype in _FLOAT_DTYPES}
 
-        self.thresholds = {dtype: self._threshold(dtype) for dtype in _FLOAT_DTYPES}
+    def _plan(self, dtype: torch.dtype) -> tuple[int, float]:
+        """(number of Taylor terms K, squared-angle threshold) for this dtype.
 
-    def _threshold(self, dtype: torch.dtype) -> float:
-        """Squared-angle threshold where truncation error ≈ cancellation error for this dtype."""
-        eps = torch.finfo(dtype).eps
-        c0, ck = abs(self.coefficients[0]), abs(self.coefficients[-1])
-        theta = (eps * c0 / ck) ** (1.0 / (2 * (_TERMS - 1) + self.cancellation))
-        return min(theta, 2.0) ** 2
+        For K terms the threshold θ balances the truncation error c_K θ^2K / c_0 against the cancellation
+        of the closed form's derivative, ε θ^-q with q = p + 2. The fewest terms that put θ at 1 + (q - 2)/3
+        or beyond (at most 2) are used: there the closed form's cancellation is mild, so values stay within
+        a few ulps and gradients within a few dozen (float32 needs 4 to 7 terms, float64 8 to 12).
+        """
+        eps, q = torch.finfo(dtype).eps, self.cancellation + 2
+        c0 = abs(self.coefficients[0])
+        for terms in range(2, _MAX_TERMS + 1):
+            theta = min((eps * c0 / abs(self.coefficients[terms])) ** (1.0 / (2 * terms + q)), 2.0)
+            if theta >= min(1.0 + (q - 2) / 3, 2.0):
+                break
+        return terms, theta**2
 
     def __call__(self, x: Tensor) -> Tensor:
-        t = self.thresholds[x.dtype]
+        terms, t = self.plans[x.dtype]
         small = x < t
         x_series = torch.where(small, x, torch.zeros_like(x))
         x_closed = torch.where(small, torch.full_like(x, t), x)
-        series = torch.full_like(x, self.coefficients[-1])
-        for c in reversed(self.coefficients[:-1]):
+        series = torch.full_like(x, self.coefficients[terms - 1])
+        for c in reversed(self.coefficients[: terms - 1]):
             series = series * x_series + c
         return torch.where(small, series, self.closed_form(torch.sqrt(x_closed)))
 
 
 def _alternating(offset: int) -> list[Fraction]:
     """Coefficients (-1)^k / (2k + offset)!."""
-    return [Fraction((-1) ** k, factorial(2 * k + offset)) for k in range(_TERMS)]
+    return [Fraction((-1) ** k, factorial(2 * k + offset)) for k in range(_MAX_TERMS + 1)]
 
 
-_B = _bernoulli(2 * _TERMS + 2)
+_B = _bernoulli(2 * _MAX_TERMS + 4)
 
 cos_sqrt = _Series(_alternating(0), torch.cos, 0)
 """cos θ. (Smooth in x = θ² at 0, unlike ``cos(sqrt(x))``.)"""
@@ -100,7 +109,7 @@ sinc_tail5 = _Series([-c for c in _alternating(5)], lambda a: (a - torch.sin(a) 
 """(θ - sin θ - θ³/6) / θ⁵."""
 
 inverse_jacobian_coefficient = _Series(
-    [(-1) ** (n + 1) * _B[2 * n] / factorial(2 * n) for n in range(1, _TERMS + 1)],
+    [(-1) ** (n + 1) * _B[2 * n] / factorial(2 * n) for n in range(1, _MAX_TERMS + 2)],
     lambda a: 1 / a**2 - torch.cos(a / 2) / (2 * a * torch.sin(a / 2)),
     2,
 )
