@@ -52,6 +52,12 @@ def quaternion_rotate(q: Tensor, p: Tensor) -> Tensor:
                        -1)
 
 
+_LOG_SERIES_THRESHOLD = 1e-2  # on |v|² = sin²(θ/2), so x² = tan²(θ/2) < 0.0102 on the series branch
+# Terms of the atan(x)/x series whose truncation, x^(2K) / (2K + 1), is below the dtype's epsilon there.
+_LOG_SERIES_TERMS = {dtype: math.ceil(math.log(torch.finfo(dtype).eps) / math.log(0.0102))
+                     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
+
+
 def quaternion_exp(rotvec: Tensor) -> Tensor:
     """Rotation vector ``[..., 3]`` -> unit xyzw quaternion ``[..., 4]`` (finite gradient at 0)."""
     half_sq = (rotvec * rotvec).sum(-1) / 4  # (θ/2)²
@@ -61,19 +67,20 @@ def quaternion_exp(rotvec: Tensor) -> Tensor:
 
 def quaternion_log(q: Tensor) -> Tensor:
     """Unit xyzw quaternion -> rotation vector with angle in [0, π] (atan2 form, stable at 0 and π)."""
-    q = torch.where(q[..., 3:] < 0, -q, q)
     v, w = q[..., :3], q[..., 3]
+    sign = torch.where(w < 0, -1.0, 1.0).to(q.dtype)  # q and -q: take the one with w ≥ 0
+    w = w * sign
     n_sq = (v * v).sum(-1)
     # 2 atan2(n, w) / n, with n = |v|. Near n = 0 (so w ≈ 1): (2/w) atan(x)/x with x = n/w, as a series.
-    small = n_sq < 1e-2
+    small = n_sq < _LOG_SERIES_THRESHOLD
     n_safe = torch.sqrt(torch.where(small, torch.ones_like(n_sq), n_sq))
     exact = 2 * torch.atan2(n_safe, w) / n_safe
     w_safe = torch.where(small, w, torch.ones_like(w))
     x_sq = torch.where(small, n_sq, torch.zeros_like(n_sq)) / w_safe**2
     atan_series = torch.zeros_like(x_sq)
-    for k in reversed(range(12)):  # Σ (-x²)^k / (2k+1); x² < 0.0101: 12 terms reach float64 round-off
+    for k in reversed(range(_LOG_SERIES_TERMS[q.dtype])):  # Σ (-x²)^k / (2k+1)
         atan_series = atan_series * -x_sq + 1.0 / (2 * k + 1)
-    factor = torch.where(small, 2 * atan_series / w_safe, exact)
+    factor = torch.where(small, 2 * atan_series / w_safe, exact) * sign
     return v * factor[..., None]
 
 
