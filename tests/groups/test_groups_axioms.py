@@ -137,6 +137,11 @@ class TestAxioms:
             _random(G, 2).jac_inverse(frame="global")
         with pytest.raises(ValueError, match="points"):
             _random(G, 2).act(torch.zeros(2, G.point_dim + 1, dtype=DT))
+        elsewhere = G._wrap(torch.zeros(2, G.param_dim, dtype=DT, device="meta"))  # another device, no GPU needed
+        with pytest.raises(ValueError, match="is on meta"):
+            _random(G, 2) @ elsewhere
+        with pytest.raises(TypeError, match="dtype"):
+            _random(G, 2) @ G.random((2,), dtype=torch.float32)
 
 
 # name -> (inputs from (G, X, Y, τ, p), the function, its analytic Jacobians given the frame)
