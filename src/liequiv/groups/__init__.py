@@ -4,9 +4,10 @@ from liequiv.groups import linear
 from liequiv.groups.base import LieGroup
 from liequiv.groups.linear import AffineGLPlus, AffineSL, polar_compose, polar_decompose, sample_glplus, sample_sl
 from liequiv.groups.rn import Rn
-from liequiv.groups.se2 import SE2, SO2
+from liequiv.groups.se2 import SE2
 from liequiv.groups.se3 import SE3, SE23
 from liequiv.groups.sim3 import Sim3
+from liequiv.groups.so2 import SO2
 from liequiv.groups.so3 import SO3, convert_quaternion
 
 __all__ = [

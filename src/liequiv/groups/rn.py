@@ -1,9 +1,16 @@
-"""Rⁿ under addition: the trivial Lie group, for composites. ``Rn.of(3)`` is the class of R³."""
+"""Rⁿ under addition: the trivial Lie group, for composites. ``Rn.of(3)`` is the class of R³.
+
+LieGroup's dimensions are class attributes, so each n is its own class. ``Rn.of(n)`` makes it once (cached) rather
+than a fixed set R1, R2, R3 of subclasses: every n works, ``isinstance(x, Rn)`` holds for all of them, and the
+classes are reachable as ``liequiv.groups.rn.R3`` etc. (a module ``__getattr__``), so elements pickle.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -18,24 +25,32 @@ class Rn(LieGroup):
     ``random`` draws standard-normal vectors.
     """
 
-    n: int
+    n: ClassVar[int]
+    __slots__ = ()
 
     @staticmethod
     @cache
     def of(n: int) -> type[Rn]:
-        if not isinstance(n, int) or n < 1:
+        """The class of Rⁿ (the same class on every call)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         return type(f"R{n}", (Rn,), {"n": n, "param_dim": n, "tangent_dim": n, "matrix_dim": n + 1, "point_dim": n,
-                                     "__module__": __name__})
+                                     "__module__": __name__, "__qualname__": f"R{n}", "__slots__": ()})
+
+    def __init__(self, params: Tensor) -> None:
+        _check_concrete(type(self))
+        super().__init__(params)
 
     @classmethod
     def identity(cls, batch_shape: Sequence[int] = (), *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> Rn:
+        _check_concrete(cls)
         return cls._wrap(torch.zeros(*batch_shape, cls.n, dtype=dtype or torch.get_default_dtype(), device=device))
 
     @classmethod
     def random(cls, batch_shape: Sequence[int] = (), *, generator: torch.Generator | None = None,
                dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Rn:
+        _check_concrete(cls)
         return cls._wrap(torch.randn(*batch_shape, cls.n, generator=generator, dtype=dtype, device=device))
 
     @classmethod
@@ -99,3 +114,16 @@ class Rn(LieGroup):
         shape = torch.broadcast_shapes(self.shape, points.shape[:-1])
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device).expand(*shape, self.n, self.n)
         return eye, eye
+
+
+def _check_concrete(cls: type[Rn]) -> None:
+    if cls is Rn:
+        raise TypeError("Rn is a family of groups: pick one with Rn.of(n), e.g. Rn.of(3)(params)")
+
+
+def __getattr__(name: str) -> type[Rn]:
+    """``R1``, ``R2``, … are ``Rn.of(1)``, ``Rn.of(2)``, … (so that pickle finds the classes by name)."""
+    match = re.fullmatch(r"R([1-9][0-9]*)", name)
+    if match is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return Rn.of(int(match[1]))

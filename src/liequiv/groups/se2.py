@@ -1,13 +1,13 @@
-"""SO(2) and SE(2): planar rotations as unit complex numbers ``(cos θ, sin θ)``, and rigid motions.
+"""SE(2), planar rigid motions x ↦ R x + t: parameters ``(x, y, cos θ, sin θ)`` ``[..., 4]``, tangent
+``(ρ_x, ρ_y, θ)`` ``[..., 3]``, matrix ``[[R, t], [0, 1]]``.
 
-SO(2): parameters ``(cos θ, sin θ)`` ``[..., 2]``, tangent θ ``[..., 1]``.
-SE(2): parameters ``(x, y, cos θ, sin θ)`` ``[..., 4]``, tangent ``(ρ_x, ρ_y, θ)`` ``[..., 3]``.
-``random`` draws θ uniformly in [-π, π) (Haar) and, for SE(2), a standard-normal translation.
+``random`` draws θ uniformly in [-π, π) (Haar) and a standard-normal translation. Exp, Log and the
+Jacobians are the closed forms of Solà et al. (appendix), written with ``series`` so that they are
+exact, with exact gradients, at θ = 0.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -15,127 +15,7 @@ from torch import Tensor
 
 from liequiv.groups import series
 from liequiv.groups.base import LieGroup, check_tensor
-
-
-def complex_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """(a0 + i a1)(b0 + i b1) for ``[..., 2]`` pairs."""
-    a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
-    return torch.stack([a0 * b0 - a1 * b1, a0 * b1 + a1 * b0], -1)
-
-
-def _rotation_matrix(cs: Tensor) -> Tensor:
-    c, s = cs.unbind(-1)
-    return torch.stack([c, -s, s, c], -1).unflatten(-1, (2, 2))
-
-
-def _perp(v: Tensor) -> Tensor:
-    """[1]^ v = (-v_y, v_x): the planar cross-product matrix applied to v ``[..., 2]``."""
-    return torch.stack([-v[..., 1], v[..., 0]], -1)
-
-
-def _unit_complex(theta: Tensor) -> Tensor:
-    return torch.stack([torch.cos(theta), torch.sin(theta)], -1)
-
-
-def _check_rotation_2d(matrix: Tensor) -> None:
-    if torch.compiler.is_compiling():
-        return
-    tol = 1e-4 if torch.finfo(matrix.dtype).bits <= 32 else 1e-9
-    eye = torch.eye(2, dtype=matrix.dtype, device=matrix.device)
-    if bool(((matrix.mT @ matrix - eye).abs() > tol).any()) or bool((torch.det(matrix) <= 0).any()):
-        raise ValueError("matrix must hold a rotation (orthogonal, det +1); pass project=True to project it")
-
-
-def _matrix_to_complex(rot: Tensor, project: bool) -> Tensor:
-    """The (cos, sin) of a 2×2 rotation block; with ``project`` the nearest rotation's."""
-    if not project:
-        _check_rotation_2d(rot)
-    cs = torch.stack([rot[..., 0, 0] + rot[..., 1, 1], rot[..., 1, 0] - rot[..., 0, 1]], -1)
-    return cs / torch.linalg.vector_norm(cs, dim=-1, keepdim=True)
-
-
-class SO2(LieGroup):
-    """Planar rotations as unit complex numbers ``(cos θ, sin θ)`` ``[..., 2]``; tangent θ ``[..., 1]``."""
-
-    param_dim = 2
-    tangent_dim = 1
-    matrix_dim = 2
-    point_dim = 2
-
-    @classmethod
-    def identity(cls, batch_shape: Sequence[int] = (), *, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None) -> SO2:
-        p = torch.tensor([1.0, 0.0], dtype=dtype or torch.get_default_dtype(), device=device)
-        return cls._wrap(p.expand(*batch_shape, 2).clone())
-
-    @classmethod
-    def random(cls, batch_shape: Sequence[int] = (), *, generator: torch.Generator | None = None,
-               dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> SO2:
-        u = torch.rand(tuple(batch_shape), generator=generator, dtype=dtype, device=device)
-        return cls._wrap(_unit_complex((2 * u - 1) * math.pi))
-
-    @classmethod
-    def from_angle(cls, angle: Tensor) -> SO2:
-        """From angles ``[...]`` in radians."""
-        return cls._wrap(_unit_complex(check_tensor(angle, "angle", ())))
-
-    def angle(self) -> Tensor:
-        """Angles ``[...]`` in (-π, π]."""
-        return torch.atan2(self.params[..., 1], self.params[..., 0])
-
-    @classmethod
-    def _exp(cls, tangent: Tensor) -> SO2:
-        return cls._wrap(_unit_complex(tangent[..., 0]))
-
-    def log(self) -> Tensor:
-        return self.angle()[..., None]
-
-    def _compose(self, other: SO2) -> SO2:
-        return self._wrap(complex_multiply(self.params, other.params))
-
-    def inverse(self) -> SO2:
-        return self._wrap(self.params * self.params.new_tensor([1.0, -1.0]))
-
-    def _act(self, points: Tensor) -> Tensor:
-        return (_rotation_matrix(self.params) @ points[..., None])[..., 0]
-
-    def as_matrix(self) -> Tensor:
-        return _rotation_matrix(self.params)
-
-    @classmethod
-    def from_matrix(cls, matrix: Tensor, *, project: bool = False) -> SO2:
-        return cls._wrap(_matrix_to_complex(check_tensor(matrix, "matrix", (2, 2)), project))
-
-    @classmethod
-    def hat(cls, tangent: Tensor) -> Tensor:
-        theta = check_tensor(tangent, "tangent", (1,))[..., 0]
-        zero = torch.zeros_like(theta)
-        return torch.stack([zero, -theta, theta, zero], -1).unflatten(-1, (2, 2))
-
-    @classmethod
-    def vee(cls, algebra: Tensor) -> Tensor:
-        algebra = check_tensor(algebra, "algebra", (2, 2))
-        return (0.5 * (algebra[..., 1, 0] - algebra[..., 0, 1]))[..., None]
-
-    def adjoint(self) -> Tensor:
-        return torch.ones(*self.shape, 1, 1, dtype=self.dtype, device=self.device)
-
-    def normalize(self) -> SO2:
-        return self._wrap(self.params / torch.linalg.vector_norm(self.params, dim=-1, keepdim=True))
-
-    @classmethod
-    def jr(cls, tangent: Tensor) -> Tensor:
-        """Jr = 1: SO(2) is commutative."""
-        return torch.ones_like(check_tensor(tangent, "tangent", (1,)))[..., None]
-
-    @classmethod
-    def jr_inv(cls, tangent: Tensor) -> Tensor:
-        return cls.jr(tangent)
-
-    def _jac_act(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        rot = _rotation_matrix(self.params)
-        shape = torch.broadcast_shapes(self.shape, points.shape[:-1])
-        return (rot @ _perp(points)[..., None]).expand(*shape, 2, 1), rot.expand(*shape, 2, 2)
+from liequiv.groups.so2 import SO2, complex_multiply, matrix_to_complex, perp, rotation_matrix, unit_complex
 
 
 class SE2(LieGroup):
@@ -163,7 +43,7 @@ class SE2(LieGroup):
     def from_xy_theta(cls, xy_theta: Tensor) -> SE2:
         """From ``(x, y, θ)`` ``[..., 3]``."""
         xy_theta = check_tensor(xy_theta, "xy_theta", (3,))
-        return cls._wrap(torch.cat([xy_theta[..., :2], _unit_complex(xy_theta[..., 2])], -1))
+        return cls._wrap(torch.cat([xy_theta[..., :2], unit_complex(xy_theta[..., 2])], -1))
 
     def rotation(self) -> SO2:
         return SO2._wrap(self.params[..., 2:])
@@ -182,33 +62,33 @@ class SE2(LieGroup):
         rho, theta = tangent[..., :2], tangent[..., 2]
         a, b, _ = cls._coefficients(theta)
         # V(θ) ρ with V = [[a, -b], [b, a]]
-        t = a[..., None] * rho + b[..., None] * _perp(rho)
-        return cls._wrap(torch.cat([t, _unit_complex(theta)], -1))
+        t = a[..., None] * rho + b[..., None] * perp(rho)
+        return cls._wrap(torch.cat([t, unit_complex(theta)], -1))
 
     def log(self) -> Tensor:
         theta = torch.atan2(self.params[..., 3], self.params[..., 2])
         a, b, _ = self._coefficients(theta)
         t = self.params[..., :2]
         # V⁻¹ = [[a, b], [-b, a]] / (a² + b²), and a² + b² = 2 (1 - cos θ)/θ²
-        rho = (a[..., None] * t - b[..., None] * _perp(t)) / (2 * series.cosc(theta * theta))[..., None]
+        rho = (a[..., None] * t - b[..., None] * perp(t)) / (2 * series.cosc(theta * theta))[..., None]
         return torch.cat([rho, theta[..., None]], -1)
 
     def _compose(self, other: SE2) -> SE2:
         rot = self.params[..., 2:]
-        t = self.params[..., :2] + (_rotation_matrix(rot) @ other.params[..., :2, None])[..., 0]
+        t = self.params[..., :2] + (rotation_matrix(rot) @ other.params[..., :2, None])[..., 0]
         cs = complex_multiply(rot, other.params[..., 2:])
         return self._wrap(torch.cat([t.expand(*cs.shape[:-1], 2), cs], -1))
 
     def inverse(self) -> SE2:
         cs = self.params[..., 2:] * self.params.new_tensor([1.0, -1.0])
-        t = -(_rotation_matrix(cs) @ self.params[..., :2, None])[..., 0]
+        t = -(rotation_matrix(cs) @ self.params[..., :2, None])[..., 0]
         return self._wrap(torch.cat([t, cs], -1))
 
     def _act(self, points: Tensor) -> Tensor:
-        return (_rotation_matrix(self.params[..., 2:]) @ points[..., None])[..., 0] + self.params[..., :2]
+        return (rotation_matrix(self.params[..., 2:]) @ points[..., None])[..., 0] + self.params[..., :2]
 
     def as_matrix(self) -> Tensor:
-        top = torch.cat([_rotation_matrix(self.params[..., 2:]), self.params[..., :2, None]], -1)
+        top = torch.cat([rotation_matrix(self.params[..., 2:]), self.params[..., :2, None]], -1)
         bottom = torch.zeros_like(top[..., :1, :])
         bottom[..., 0, 2] = 1
         return torch.cat([top, bottom], -2)
@@ -220,7 +100,7 @@ class SE2(LieGroup):
             bottom = matrix.new_tensor([0.0, 0.0, 1.0])
             if bool(((matrix[..., 2, :] - bottom).abs() > 1e-6).any()):
                 raise ValueError("matrix must have bottom row (0, 0, 1); pass project=True to ignore it")
-        cs = _matrix_to_complex(matrix[..., :2, :2], project)
+        cs = matrix_to_complex(matrix[..., :2, :2], project)
         return cls._wrap(torch.cat([matrix[..., :2, 2], cs], -1))
 
     @classmethod
@@ -236,7 +116,7 @@ class SE2(LieGroup):
 
     def adjoint(self) -> Tensor:
         """[[R, -[1]^ t], [0, 1]]."""
-        top = torch.cat([_rotation_matrix(self.params[..., 2:]), -_perp(self.params[..., :2])[..., None]], -1)
+        top = torch.cat([rotation_matrix(self.params[..., 2:]), -perp(self.params[..., :2])[..., None]], -1)
         bottom = torch.zeros_like(top[..., :1, :])
         bottom[..., 0, 2] = 1
         return torch.cat([top, bottom], -2)
@@ -274,7 +154,7 @@ class SE2(LieGroup):
         return cls._jacobian(tangent, inverse=True)
 
     def _jac_act(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        rot = _rotation_matrix(self.params[..., 2:])
+        rot = rotation_matrix(self.params[..., 2:])
         shape = torch.broadcast_shapes(self.shape, points.shape[:-1])
         rot = rot.expand(*shape, 2, 2)
-        return torch.cat([rot, rot @ _perp(points)[..., None]], -1), rot
+        return torch.cat([rot, rot @ perp(points)[..., None]], -1), rot

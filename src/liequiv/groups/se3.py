@@ -18,13 +18,14 @@ from liequiv.groups import series
 from liequiv.groups.base import LieGroup, check_tensor
 from liequiv.groups.so3 import (
     SO3,
-    quaternion_exp,
-    quaternion_log,
+    quaternion_exp_parts,
+    quaternion_log_factor,
     quaternion_multiply,
     quaternion_rotate,
     quaternion_to_matrix,
     skew,
     so3_jacobian,
+    sum_of_squares,
     unskew,
 )
 
@@ -92,24 +93,26 @@ class ExtendedPose(LieGroup):
 
     @classmethod
     def _exp(cls: type[P], tangent: Tensor) -> P:
-        rho, theta = tangent[..., :-3].unflatten(-1, (cls.k, 3)), tangent[..., None, -3:]
-        theta_sq = _sq(theta)[..., None]
-        cross = torch.linalg.cross(theta.expand_as(rho), rho)
-        vectors = (rho + series.cosc(theta_sq) * cross
-                   + series.sinc_sq_tail3(theta_sq) * torch.linalg.cross(theta.expand_as(rho), cross))
-        return cls._pack(vectors, quaternion_exp(tangent[..., -3:]))
+        rho, theta = tangent[..., :-3].unflatten(-1, (cls.k, 3)), tangent[..., -3:]
+        theta_sq = sum_of_squares(theta.unbind(-1))
+        a, b = series.cosc(theta_sq)[..., None, None], series.sinc_sq_tail3(theta_sq)[..., None, None]
+        theta_k = theta[..., None, :]
+        cross = torch.linalg.cross(theta_k, rho)
+        vectors = torch.addcmul(rho, a, cross).addcmul_(b, torch.linalg.cross(theta_k, cross))
+        return cls._wrap(torch.cat([vectors.flatten(-2), *quaternion_exp_parts(theta, theta_sq)], -1))
 
     def log(self) -> Tensor:
-        vectors, theta = self._vectors(), quaternion_log(self._quaternion())[..., None, :]
-        theta_k = theta.expand_as(vectors)
+        vectors, q = self._vectors(), self._quaternion()
+        theta = q[..., :3] * quaternion_log_factor(*q.unbind(-1))[..., None]
+        coefficient = series.inverse_jacobian_coefficient(sum_of_squares(theta.unbind(-1)))[..., None, None]
+        theta_k = theta[..., None, :]
         cross = torch.linalg.cross(theta_k, vectors)
-        coefficient = series.inverse_jacobian_coefficient(_sq(theta)[..., None])
-        rho = vectors - 0.5 * cross + coefficient * torch.linalg.cross(theta_k, cross)
-        return torch.cat([rho.flatten(-2), theta[..., 0, :]], -1)
+        rho = torch.add(vectors, cross, alpha=-0.5).addcmul_(coefficient, torch.linalg.cross(theta_k, cross))
+        return torch.cat([rho.flatten(-2), theta], -1)
 
     def _compose(self: P, other: P) -> P:
         q1 = self._quaternion()
-        vectors = self._vectors() + quaternion_rotate(q1[..., None, :], other._vectors())
+        vectors = quaternion_rotate(q1[..., None, :], other._vectors()).add_(self._vectors())
         return self._pack(vectors, quaternion_multiply(q1, other._quaternion()))
 
     def inverse(self: P) -> P:
@@ -117,7 +120,7 @@ class ExtendedPose(LieGroup):
         return self._pack(-quaternion_rotate(q_inv[..., None, :], self._vectors()), q_inv)
 
     def _act(self, points: Tensor) -> Tensor:
-        return quaternion_rotate(self._quaternion(), points) + self._vectors()[..., -1, :]
+        return quaternion_rotate(self._quaternion(), points).add_(self._vectors()[..., -1, :])
 
     def as_matrix(self) -> Tensor:
         rot = quaternion_to_matrix(self._quaternion())

@@ -5,7 +5,7 @@ Each function has a removable singularity at θ = 0, and most lose digits to can
 series in ``x`` is used, above it the closed form. The threshold balances the series' truncation
 error against the closed form's cancellation error for the dtype's machine epsilon.
 
-Both branches of the ``torch.where`` are fed a safe input (the "double where"), so neither the
+Both branches are fed a safe input (the "double where", see ``split``), so neither the
 value nor the gradient of the unused branch can produce NaN or inf: gradients are finite and exact
 at θ = 0, for tiny angles, and everywhere the closed form is finite.
 
@@ -29,6 +29,8 @@ __all__ = [
     "sinc",
     "sinc_sq_tail3",
     "sinc_tail5",
+    "sinhc",
+    "split",
 ]
 
 _MAX_TERMS = 12  # at most x^0 .. x^11 (θ^0 .. θ^22); each dtype uses the fewest that suffice
@@ -74,13 +76,44 @@ class _Series:
 
     def __call__(self, x: Tensor) -> Tensor:
         terms, t = self.plans[x.dtype]
-        small = x < t
-        x_series = torch.where(small, x, torch.zeros_like(x))
-        x_closed = torch.where(small, torch.full_like(x, t), x)
-        series = torch.full_like(x, self.coefficients[terms - 1])
-        for c in reversed(self.coefficients[: terms - 1]):
-            series = series * x_series + c
-        return torch.where(small, series, self.closed_form(torch.sqrt(x_closed)))
+        x_series, x_closed, closed = split(x, t)
+        return horner(x_series, self.coefficients[:terms]).lerp_(self.closed_form(sqrt_fresh(x_closed)), closed)
+
+
+def needs_grad(x: Tensor) -> bool:
+    """Whether autograd records ops on ``x`` (if not, fresh temporaries can be updated in place freely)."""
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def horner(x: Tensor, coefficients: list[float]) -> Tensor:
+    """Σ c_k x^k, k < len(coefficients) ≥ 2, in a fresh tensor; in place where autograd allows."""
+    out = x * coefficients[-1]
+    out.add_(coefficients[-2])
+    grad = needs_grad(x)
+    for c in reversed(coefficients[:-2]):
+        out = out * x if grad else out.mul_(x)
+        out.add_(c)
+    return out
+
+
+def sqrt_fresh(x: Tensor) -> Tensor:
+    """sqrt of a fresh temporary ``x``: in place where autograd allows."""
+    return torch.sqrt(x) if needs_grad(x) else x.sqrt_()
+
+
+def split(x: Tensor, threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The "double where" of a function with one branch below ``threshold`` and one at or above it.
+
+    Returns ``(x_below, x_above, above)``: ``x`` where it is below (a safe value elsewhere), ``x`` where it
+    is at or above (``threshold`` elsewhere), and the 0/1 weight of the upper branch, so that
+    ``f_below(x_below).lerp(f_above(x_above), above)`` equals ``torch.where(x < threshold, f_below(x),
+    f_above(x))`` in value and gradient, bit for bit (lerp is exact at weights 0 and 1, and sign(0) = 0
+    keeps ``<`` exact). No torch.where or bool mask: on the CPU they cost several arithmetic passes.
+    """
+    if needs_grad(x):  # masks by multiplication: cheaper to differentiate
+        below = (threshold - x.detach()).sign_().clamp_(min=0)
+        return x * below, torch.lerp(x, x.new_tensor(threshold), below), 1 - below
+    return x.clamp(max=threshold), x.clamp(min=threshold), (x - threshold).sign_().add_(1).clamp_(max=1)
 
 
 def _alternating(offset: int) -> list[Fraction]:
@@ -104,6 +137,9 @@ sinc_sq_tail3 = _Series(_alternating(3), lambda a: (a - torch.sin(a)) / a**3, 2)
 
 cosc_tail4 = _Series(_alternating(4), lambda a: (torch.cos(a) - 1 + a**2 / 2) / a**4, 4)
 """(cos θ - 1 + θ²/2) / θ⁴."""
+
+sinhc = _Series([abs(c) for c in _alternating(1)], lambda a: torch.sinh(a) / a, 0)
+"""sinh θ / θ, for exponentials of a real argument: (e^σ - 1)/σ = e^(σ/2) sinhc(σ²/4) (used by Sim(3))."""
 
 sinc_tail5 = _Series([-c for c in _alternating(5)], lambda a: (a - torch.sin(a) - a**3 / 6) / a**5, 4)
 """(θ - sin θ - θ³/6) / θ⁵."""

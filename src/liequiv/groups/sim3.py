@@ -1,18 +1,26 @@
 """Sim(3), similarity transforms x ↦ s R x + t: parameters ``(t, q, s)`` ``[..., 8]`` (xyzw, s > 0),
 tangent ``(ρ, θ, σ)`` ``[..., 7]`` with s = exp(σ), matrix ``[[s R, t], [0, 1]]``.
 
-The translation coupling W(θ, σ) = ∫₀¹ e^{σu} exp(u θ^) du of the exponential, and Jr, are evaluated
-exactly through matrix exponentials of small block matrices: the closed forms have removable
-singularities in both θ and σ (and their product) where a branchy formula loses digits or gradients.
+The scale is stored as s (not log s): composition multiplies it, and ``as_matrix``/``act`` use it as is.
+
+Exp and Log are closed forms. Exp(ρ, θ, σ) = (W(θ, σ) ρ, Exp(θ), e^σ), with the translation coupling
+W(θ, σ) = ∫₀¹ e^{σu} exp(u θ^) du = A I + B θ^ + C θ^² (see ``coupling_coefficients``), whose
+coefficients have removable singularities at σ = 0, at θ = 0 and at both; Log inverts W in closed form.
+
+Jr has no short closed form here (its ρ-θ block couples θ^ + σI with θ^): it is computed exactly as
+∫₀¹ exp(-u ad_τ) du, the top-right block of a 14×14 matrix exponential (``base.jr_from_ad``), and Jr⁻¹
+by inverting it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from liequiv.groups import series
 from liequiv.groups.base import LieGroup, check_tensor, jr_from_ad
 from liequiv.groups.so3 import (
     SO3,
@@ -22,15 +30,60 @@ from liequiv.groups.so3 import (
     quaternion_rotate,
     quaternion_to_matrix,
     skew,
+    sum_of_squares,
     unskew,
 )
 
+_COUPLING_THRESHOLD = 2.0  # on |z|² = σ² + θ²: the bivariate series below, the closed forms at or above
 
-def _coupling(theta: Tensor, sigma: Tensor) -> Tensor:
-    """W(θ, σ) ``[..., 3, 3]``: the top-right block of expm([[σI + θ^, I], [0, 0]])."""
-    eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
-    top = torch.cat([skew(theta) + sigma[..., None, None] * eye, eye.expand(*theta.shape[:-1], 3, 3)], -1)
-    return torch.linalg.matrix_exp(torch.cat([top, torch.zeros_like(top)], -2))[..., :3, 3:]
+
+def _coupling_terms(dtype: torch.dtype) -> int:
+    """Series terms n < N for |z|² < threshold: the n-th terms of B and C are at most n² |z|^(n-2) / (n+1)!, and
+    their derivatives a factor n more; stop where that is below the dtype's epsilon."""
+    eps = torch.finfo(dtype).eps
+    n = 2
+    while n**3 * _COUPLING_THRESHOLD ** (n / 2 - 1) / math.factorial(n + 1) >= eps:
+        n += 1
+    return n
+
+
+_COUPLING_TERMS = {dtype: _coupling_terms(dtype)
+                   for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
+
+
+def coupling_coefficients(theta_sq: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(A, B, C) ``[...]`` with W(θ, σ) = ∫₀¹ e^{σu} exp(u θ^) du = A I + B θ^ + C θ^², from θ² and σ.
+
+    With φ(z) = (e^z - 1)/z and z = σ + iθ: A = φ(σ), B = Im φ(z)/θ, C = (φ(σ) - Re φ(z))/θ², that is
+    A = (e^σ - 1)/σ, B = (e^σ (σ sinc θ + θ² cosc θ) - (e^σ - 1))/|z|², C = (A + e^σ (σ cosc θ - sinc θ))/|z|²
+    (sinc θ = sin θ/θ, cosc θ = (1 - cos θ)/θ²), which cancel only where |z| is small. A = e^{σ/2} sinhc(σ²/4)
+    is exact everywhere. Below |z|² = 2, B and C are their Taylor series Σ_n b_n / (n+1)!, Σ_n c_n / (n+1)!
+    (polynomials in σ and θ², from z^n = a_n + iθ b_n and σ^n - a_n = θ² c_n), and both branches get safe
+    inputs (the double where), so values and gradients are finite and exact at σ = 0, θ = 0 and both.
+    """
+    r = sigma * sigma + theta_sq
+    above = series.split(r, _COUPLING_THRESHOLD)[2]
+    below = 1 - above
+    a = torch.exp(sigma * 0.5) * series.sinhc(sigma * sigma * 0.25)
+    # series branch, at (σ, θ²) below the threshold and (0, 0) elsewhere. From n = 1 (a_1 = σ, b_1 = 1, c_1 = 0):
+    # z^(n+1) = z^n (σ + iθ) gives a_(n+1) = σ a_n - θ² b_n, b_(n+1) = a_n + σ b_n, c_(n+1) = σ c_n + b_n.
+    s_small, x_small = sigma * below, theta_sq * below
+    a_n, b_n, c_n = s_small, torch.ones_like(s_small), torch.zeros_like(s_small)
+    b_series, c_series = torch.full_like(s_small, 0.5), torch.zeros_like(s_small)
+    factor = 0.5
+    for n in range(2, _COUPLING_TERMS[sigma.dtype]):
+        factor /= n + 1
+        a_n, b_n, c_n = (s_small * a_n - x_small * b_n, torch.addcmul(a_n, s_small, b_n),
+                         torch.addcmul(b_n, s_small, c_n))
+        b_series.add_(b_n, alpha=factor)
+        c_series.add_(c_n, alpha=factor)
+    # closed-form branch, at (σ, θ²) above the threshold and (0, threshold) elsewhere (where A(σ) is finite too)
+    s_large, x_large = sigma * above, torch.lerp(theta_sq, theta_sq.new_tensor(_COUPLING_THRESHOLD), below)
+    sinc, cosc = series.sinc(x_large), series.cosc(x_large)
+    e, inv_r = torch.exp(s_large), 1 / (s_large * s_large + x_large)
+    b_large = (e * (s_large * sinc + x_large * cosc) - torch.expm1(s_large)) * inv_r
+    c_large = (a + e * (s_large * cosc - sinc)) * inv_r
+    return a, b_series.lerp_(b_large, above), c_series.lerp_(c_large, above)
 
 
 class Sim3(LieGroup):
@@ -67,12 +120,23 @@ class Sim3(LieGroup):
     @classmethod
     def _exp(cls, tangent: Tensor) -> Sim3:
         rho, theta, sigma = tangent[..., :3], tangent[..., 3:6], tangent[..., 6]
-        t = (_coupling(theta, sigma) @ rho[..., None])[..., 0]
+        a, b, c = (k[..., None] for k in coupling_coefficients(sum_of_squares(theta.unbind(-1)), sigma))
+        cross = torch.linalg.cross(theta, rho)
+        t = torch.linalg.cross(theta, cross).mul_(c).addcmul_(b, cross).addcmul_(a, rho)  # W ρ
         return cls._wrap(torch.cat([t, quaternion_exp(theta), sigma.exp()[..., None]], -1))
 
     def log(self) -> Tensor:
-        theta, sigma = quaternion_log(self.params[..., 3:7]), self.scale().log()
-        rho = torch.linalg.solve(_coupling(theta, sigma), self.translation()[..., None])[..., 0]
+        """(W⁻¹ t, Log q, log s), with W⁻¹ = I/A - B/|φ|² θ^ + (B² - C D)/(A |φ|²) θ^², D = A - θ² C = Re φ and
+        |φ|² = D² + θ² B² (> 0 for θ in [0, π])."""
+        t, theta, sigma = self.translation(), quaternion_log(self.params[..., 3:7]), self.scale().log()
+        theta_sq = sum_of_squares(theta.unbind(-1))
+        a, b, c = coupling_coefficients(theta_sq, sigma)
+        re = a - theta_sq * c
+        inv_norm_sq = 1 / (re * re + theta_sq * b * b)
+        inv_b = (-b * inv_norm_sq)[..., None]
+        inv_c = ((b * b - c * re) * inv_norm_sq / a)[..., None]
+        cross = torch.linalg.cross(theta, t)
+        rho = torch.linalg.cross(theta, cross).mul_(inv_c).addcmul_(inv_b, cross).addcmul_(1 / a[..., None], t)
         return torch.cat([rho, theta, sigma[..., None]], -1)
 
     def _compose(self, other: Sim3) -> Sim3:
@@ -160,6 +224,7 @@ class Sim3(LieGroup):
 
     @classmethod
     def jr_inv(cls, tangent: Tensor) -> Tensor:
+        """Jr(τ)⁻¹, by inverting Jr (singular where |θ| is a non-zero multiple of 2π)."""
         return torch.linalg.inv(cls.jr(tangent))
 
     def _jac_act(self, points: Tensor) -> tuple[Tensor, Tensor]:

@@ -33,55 +33,85 @@ def unskew(m: Tensor) -> Tensor:
                               m[..., 1, 0] - m[..., 0, 1]], dim=-1)
 
 
+# The kernels below are written for the CPU's eager mode, where every op is a pass over memory: torch.linalg.cross
+# on [..., 3] is one pass; a sum or cat over a last dimension of 3 or 4 costs several, and so does every fresh
+# temporary (page faults). So: in-place updates of fresh temporaries autograd has not saved, addcmul, and one cat.
+
+
+def sum_of_squares(components: Sequence[Tensor]) -> Tensor:
+    """Σ c² of components ``[...]`` (e.g. ``v.unbind(-1)``: cheaper than ``(v * v).sum(-1)``)."""
+    first, *rest = components
+    out = first * first
+    for c in rest:
+        out.addcmul_(c, c)
+    return out
+
+
+def cross(a: Tensor, b: Tensor) -> Tensor:
+    """a × b over the last dimension, batch shapes broadcast (also across ranks, unlike ``torch.linalg.cross``)."""
+    if a.dim() != b.dim():
+        a, b = a[(None,) * (b.dim() - a.dim())], b[(None,) * (a.dim() - b.dim())]
+    return torch.linalg.cross(a, b)
+
+
 def quaternion_multiply(q1: Tensor, q2: Tensor) -> Tensor:
     """Hamilton product of xyzw quaternions ``[..., 4]`` (batch shapes broadcast)."""
-    x1, y1, z1, w1 = q1.unbind(-1)
-    x2, y2, z2, w2 = q2.unbind(-1)
-    return torch.stack([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-                        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2], -1)
+    v1, w1 = q1[..., :3], q1[..., 3:]
+    v2, w2 = q2[..., :3], q2[..., 3:]
+    v = cross(v1, v2).addcmul_(w1, v2).addcmul_(v1, w2)
+    w = (w1 * w2).sub_((v1 * v2).sum(-1, keepdim=True))
+    return torch.cat([v, w], -1)
 
 
 def quaternion_rotate(q: Tensor, p: Tensor) -> Tensor:
     """Rotate points ``p [..., 3]`` by unit xyzw quaternions ``q [..., 4]``: p + 2w(v×p) + 2v×(v×p)."""
-    x, y, z, w = q.unbind(-1)
-    px, py, pz = p.unbind(-1)
-    tx, ty, tz = 2 * (y * pz - z * py), 2 * (z * px - x * pz), 2 * (x * py - y * px)  # t = 2 v × p
-    return torch.stack([px + w * tx + y * tz - z * ty, py + w * ty + z * tx - x * tz, pz + w * tz + x * ty - y * tx],
-                       -1)
+    v, w = q[..., :3], q[..., 3:]
+    t = cross(v, p).mul_(2)
+    return cross(v, t).addcmul_(w, t).add_(p)
 
 
 _LOG_SERIES_THRESHOLD = 1e-2  # on |v|² = sin²(θ/2), so x² = tan²(θ/2) < 0.0102 on the series branch
 # Terms of the atan(x)/x series whose truncation, x^(2K) / (2K + 1), is below the dtype's epsilon there.
 _LOG_SERIES_TERMS = {dtype: math.ceil(math.log(torch.finfo(dtype).eps) / math.log(0.0102))
                      for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
+_ATAN_COEFFICIENTS = [1.0 / (2 * k + 1) for k in range(max(_LOG_SERIES_TERMS.values()))]
+
+
+def quaternion_exp_parts(rotvec: Tensor, theta_sq: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Exp of rotation vectors ``[..., 3]`` as (vector part ``[..., 3]``, scalar part ``[..., 1]``);
+    ``theta_sq``: |rotvec|² ``[...]`` where the caller has it."""
+    half_sq = (sum_of_squares(rotvec.unbind(-1)) if theta_sq is None else theta_sq) * 0.25  # (θ/2)²
+    scale = series.sinc(half_sq).mul_(0.5)  # sin(θ/2)/θ
+    return rotvec * scale[..., None], series.cos_sqrt(half_sq)[..., None]
 
 
 def quaternion_exp(rotvec: Tensor) -> Tensor:
     """Rotation vector ``[..., 3]`` -> unit xyzw quaternion ``[..., 4]`` (finite gradient at 0)."""
-    half_sq = (rotvec * rotvec).sum(-1) / 4  # (θ/2)²
-    scale = 0.5 * series.sinc(half_sq)  # sin(θ/2)/θ
-    return torch.cat([rotvec * scale[..., None], series.cos_sqrt(half_sq)[..., None]], dim=-1)
+    return torch.cat(quaternion_exp_parts(rotvec), -1)
+
+
+def quaternion_log_factor(x: Tensor, y: Tensor, z: Tensor, w: Tensor) -> Tensor:
+    """The factor f ``[...]`` with Log(q) = f (x, y, z) for quaternion components (x, y, z, w)."""
+    sign = w.detach().sign().add_(0.5).sign_()  # -1 where w < 0, else 1: q and -q, take the one with w ≥ 0
+    w = w * sign
+    if not (torch.is_grad_enabled() and any(c.requires_grad for c in (x, y, z, w))):
+        # Without autograd, the closed form alone: accurate in value for every n ≥ 0 (atan2(n, w)/n → 1/w);
+        # the series branch below is there for the gradient, whose closed form cancels near n = 0.
+        n = sum_of_squares((x, y, z)).clamp_(min=torch.finfo(w.dtype).tiny).sqrt_()
+        return torch.atan2(n, w).div_(n).mul_(sign.mul_(2))
+    # 2 atan2(n, w) / n, with n = |v|. Near n = 0 (so w ≈ 1): (2/w) atan(x)/x with x = n/w, as a series.
+    n_sq_small, n_sq_large, large = series.split(sum_of_squares((x, y, z)), _LOG_SERIES_THRESHOLD)
+    n = series.sqrt_fresh(n_sq_large)
+    exact = torch.atan2(n, w) / n
+    w_safe = w + large  # w on the series branch, ≥ 1 off it
+    minus_x_sq = (n_sq_small / (w_safe * w_safe)).neg_()
+    atan_series = series.horner(minus_x_sq, _ATAN_COEFFICIENTS[: _LOG_SERIES_TERMS[w.dtype]])  # Σ (-x²)^k / (2k+1)
+    return (atan_series / w_safe).lerp_(exact, large).mul_(2 * sign)
 
 
 def quaternion_log(q: Tensor) -> Tensor:
     """Unit xyzw quaternion -> rotation vector with angle in [0, π] (atan2 form, stable at 0 and π)."""
-    v, w = q[..., :3], q[..., 3]
-    sign = torch.where(w < 0, -1.0, 1.0).to(q.dtype)  # q and -q: take the one with w ≥ 0
-    w = w * sign
-    n_sq = (v * v).sum(-1)
-    # 2 atan2(n, w) / n, with n = |v|. Near n = 0 (so w ≈ 1): (2/w) atan(x)/x with x = n/w, as a series.
-    small = n_sq < _LOG_SERIES_THRESHOLD
-    n_safe = torch.sqrt(torch.where(small, torch.ones_like(n_sq), n_sq))
-    exact = 2 * torch.atan2(n_safe, w) / n_safe
-    w_safe = torch.where(small, w, torch.ones_like(w))
-    x_sq = torch.where(small, n_sq, torch.zeros_like(n_sq)) / w_safe**2
-    atan_series = torch.zeros_like(x_sq)
-    for k in reversed(range(_LOG_SERIES_TERMS[q.dtype])):  # Σ (-x²)^k / (2k+1)
-        atan_series = atan_series * -x_sq + 1.0 / (2 * k + 1)
-    factor = torch.where(small, 2 * atan_series / w_safe, exact) * sign
-    return v * factor[..., None]
+    return q[..., :3] * quaternion_log_factor(*q.unbind(-1))[..., None]
 
 
 def quaternion_to_matrix(q: Tensor) -> Tensor:
