@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamics_testing import random_systems
+from dynamics_testing import NODE_TYPES, OUT_TYPE, random_systems
 from liequiv.groups import SO3
 from liequiv.models.baselines import GNN, LinearDynamics
+from liequiv.symmetry import check_equivariance
 
 DT = torch.float64
 
@@ -68,12 +69,8 @@ def test_linear_dynamics_learns_the_time_step() -> None:
 
 def test_gnn_is_permutation_equivariant() -> None:
     model = _gnn()
-    pos, vel, charges, edge_index, batch = _inputs()
-    perm = torch.randperm(pos.shape[0], generator=torch.Generator().manual_seed(1))
-    inverse = torch.argsort(perm)
-    out = model(pos, vel, charges, edge_index, batch)
-    moved = model(pos[perm], vel[perm], charges[perm], inverse[edge_index], batch[perm])
-    assert (moved - out[perm]).abs().max() < 1e-10
+    report = check_equivariance(lambda *x: model(*x), _inputs(), "S_n", NODE_TYPES, OUT_TYPE, n_samples=3)
+    assert report.passed, str(report)
 
 
 def test_gnn_is_not_rotation_equivariant() -> None:

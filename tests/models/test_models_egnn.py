@@ -39,16 +39,6 @@ def test_e3_equivariance(tanh: bool) -> None:
     assert (out - pos).abs().max() > 1e-3  # the model does something
 
 
-def test_permutation_equivariance() -> None:
-    model = _model()
-    pos, vel, charges, edge_index, batch = _inputs()
-    perm = torch.randperm(pos.shape[0], generator=torch.Generator().manual_seed(1))
-    inverse = torch.argsort(perm)
-    out = model(pos, vel, charges, edge_index, batch)
-    moved = model(pos[perm], vel[perm], charges[perm], inverse[edge_index], batch[perm])
-    assert (moved - out[perm]).abs().max() < 1e-10
-
-
 def test_coincident_points_and_no_edges_are_finite() -> None:
     model = _model()
     pos, vel, charges, edge_index, batch = _inputs(n_graphs=1)
