@@ -20,7 +20,7 @@ from liequiv.groups.so3 import (
     SO3,
     quaternion_exp_parts,
     quaternion_log_factor,
-    quaternion_multiply,
+    quaternion_multiply_parts,
     quaternion_rotate,
     quaternion_to_matrix,
     skew,
@@ -113,7 +113,7 @@ class ExtendedPose(LieGroup):
     def _compose(self: P, other: P) -> P:
         q1 = self._quaternion()
         vectors = quaternion_rotate(q1[..., None, :], other._vectors()).add_(self._vectors())
-        return self._pack(vectors, quaternion_multiply(q1, other._quaternion()))
+        return self._wrap(torch.cat([vectors.flatten(-2), *quaternion_multiply_parts(q1, other._quaternion())], -1))
 
     def inverse(self: P) -> P:
         q_inv = self._quaternion() * self.params.new_tensor([-1.0, -1.0, -1.0, 1.0])

@@ -54,13 +54,18 @@ def cross(a: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.cross(a, b)
 
 
-def quaternion_multiply(q1: Tensor, q2: Tensor) -> Tensor:
-    """Hamilton product of xyzw quaternions ``[..., 4]`` (batch shapes broadcast)."""
+def quaternion_multiply_parts(q1: Tensor, q2: Tensor) -> tuple[Tensor, Tensor]:
+    """The Hamilton product as (vector part ``[..., 3]``, scalar part ``[..., 1]``), batch shapes broadcast."""
     v1, w1 = q1[..., :3], q1[..., 3:]
     v2, w2 = q2[..., :3], q2[..., 3:]
     v = cross(v1, v2).addcmul_(w1, v2).addcmul_(v1, w2)
     w = (w1 * w2).sub_((v1 * v2).sum(-1, keepdim=True))
-    return torch.cat([v, w], -1)
+    return v, w
+
+
+def quaternion_multiply(q1: Tensor, q2: Tensor) -> Tensor:
+    """Hamilton product of xyzw quaternions ``[..., 4]`` (batch shapes broadcast)."""
+    return torch.cat(quaternion_multiply_parts(q1, q2), -1)
 
 
 def quaternion_rotate(q: Tensor, p: Tensor) -> Tensor:
