@@ -2,15 +2,21 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from e3nn import o3
 
+import liequiv.o3.harmonics as harmonics_module
 from liequiv.o3.harmonics import spherical_harmonics
 from liequiv.o3.wigner import wigner_D
 
 torch.manual_seed(0)
 X = torch.randn(64, 3, dtype=torch.float64)
+
+
+def e3nn_D(l: int, R: torch.Tensor) -> torch.Tensor:
+    return o3.wigner_D(l, *o3.matrix_to_angles(R))
 
 
 @pytest.mark.parametrize("normalization", ["component", "norm", "integral"])
@@ -22,6 +28,15 @@ def test_matches_e3nn(normalization, normalize):
     # without normalize the values are homogeneous polynomials of |x| up to 8: compare relative to |x|^l
     scale = 1 if normalize else torch.linalg.vector_norm(X, dim=-1, keepdim=True).clamp_min(1) ** 8
     torch.testing.assert_close(ours / scale, ref / scale, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("lmax", [0, 1, 2, 3, 5, 7, 10, 12])
+@pytest.mark.parametrize("normalization", ["component", "norm", "integral"])
+def test_matches_e3nn_every_lmax(lmax, normalization):
+    # e3nn stops at l = 12; degrees 13..16 are checked by the sum rule, equivariance and the addition theorem
+    ours = spherical_harmonics(lmax, X, normalization=normalization)
+    ref = o3.spherical_harmonics(list(range(lmax + 1)), X, normalize=True, normalization=normalization)
+    torch.testing.assert_close(ours, ref, atol=1e-10, rtol=0)
 
 
 def test_closed_forms():
@@ -52,20 +67,38 @@ def test_sum_rules_lmax16(normalization):
         )
 
 
-def test_matches_e3nn_lmax12():
-    # e3nn stops at l = 12; degrees 13..16 are checked by the sum rule and equivariance
-    ours = spherical_harmonics(12, X[:8])
-    ref = o3.spherical_harmonics(list(range(13)), X[:8], normalize=True, normalization="component")
-    torch.testing.assert_close(ours, ref, atol=1e-9, rtol=0)
+@pytest.mark.parametrize("lmax", [8, 16, 24])
+def test_addition_theorem(lmax):
+    """Σ_m Y_lm(x) Y_lm(y) = (2l+1) P_l(x·y) in "component" normalization."""
+    a, b = X[:32], X[32:]
+    Ya, Yb = spherical_harmonics(lmax, a), spherical_harmonics(lmax, b)
+    cos = (torch.nn.functional.normalize(a, dim=-1) * torch.nn.functional.normalize(b, dim=-1)).sum(-1)
+    for l in range(lmax + 1):
+        s = slice(l * l, (l + 1) ** 2)
+        legendre = np.polynomial.legendre.legval(cos.numpy(), [0] * l + [1])
+        torch.testing.assert_close(
+            (Ya[:, s] * Yb[:, s]).sum(-1), (2 * l + 1) * torch.from_numpy(legendre), atol=1e-11 * (2 * l + 1), rtol=0
+        )
 
 
-def test_equivariance():
-    lmax = 16
+def test_normalize_paths_agree_lmax16():
+    """The unit-sphere path (Chebyshev tables) and the solid-harmonic recurrence are independent implementations."""
+    u = torch.nn.functional.normalize(X, dim=-1)
+    torch.testing.assert_close(
+        spherical_harmonics(16, u), spherical_harmonics(16, u, normalize=False), atol=1e-11, rtol=0
+    )
+
+
+@pytest.mark.parametrize("lmax", [4, 16])
+def test_equivariance_e3nn_wigner(lmax):
+    torch.manual_seed(lmax)
     R = o3.rand_matrix(64, dtype=torch.float64)
     Y = spherical_harmonics(lmax, X)
     Yr = spherical_harmonics(lmax, torch.einsum("nij,nj->ni", R, X))
     for l in range(lmax + 1):
         s = slice(l * l, (l + 1) ** 2)
+        # e3nn builds its Wigner-D from float32 constants (entries off by up to 1e-5); ours is exact in float64
+        torch.testing.assert_close(Yr[:, s], torch.einsum("nij,nj->ni", e3nn_D(l, R), Y[:, s]), atol=2e-4, rtol=0)
         torch.testing.assert_close(Yr[:, s], torch.einsum("nij,nj->ni", wigner_D(l, R), Y[:, s]), atol=1e-9, rtol=0)
 
 
@@ -78,12 +111,42 @@ def test_parity():
 def test_gradcheck_and_gradgradcheck():
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     for normalize in (True, False):
+        for lmax in (0, 1, 2, 4, 9):
 
-        def f(v, normalize=normalize):
-            return spherical_harmonics(4, v, normalize=normalize)
+            def f(v, normalize=normalize, lmax=lmax):
+                return spherical_harmonics(lmax, v, normalize=normalize)
 
-        assert torch.autograd.gradcheck(f, (x,))
-        assert torch.autograd.gradgradcheck(f, (x,))
+            assert torch.autograd.gradcheck(f, (x,))
+            assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_hand_backward_equals_autograd(monkeypatch):
+    x = torch.randn(50, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(50, 13**2, dtype=torch.float64)
+    monkeypatch.setattr(harmonics_module, "_USE_HAND_BACKWARD", True)
+    (hand,) = torch.autograd.grad(spherical_harmonics(12, x), x, g)
+    monkeypatch.setattr(harmonics_module, "_USE_HAND_BACKWARD", False)
+    (auto,) = torch.autograd.grad(spherical_harmonics(12, x), x, g)
+    xe = x.detach().requires_grad_()
+    (ref,) = torch.autograd.grad(o3.spherical_harmonics(list(range(13)), xe, True, normalization="component"), xe, g)
+    torch.testing.assert_close(hand, auto, atol=1e-10, rtol=0)
+    torch.testing.assert_close(hand, ref, atol=1e-10, rtol=0)
+
+
+def test_second_derivative_matches_e3nn():
+    """Forces-style training: grad of a loss on the gradient (create_graph) agrees with e3nn."""
+    x = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(36, dtype=torch.float64)
+
+    def double(fn):
+        (g,) = torch.autograd.grad((fn(x) * w).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad((g**2).sum(), x)
+        return g, gg
+
+    g1, gg1 = double(lambda v: spherical_harmonics(5, v))
+    g2, gg2 = double(lambda v: o3.spherical_harmonics(list(range(6)), v, True, normalization="component"))
+    torch.testing.assert_close(g1, g2, atol=1e-10, rtol=0)
+    torch.testing.assert_close(gg1, gg2, atol=1e-9, rtol=0)
 
 
 def test_zero_vector():
@@ -94,21 +157,48 @@ def test_zero_vector():
     torch.testing.assert_close(Y, expected, atol=0, rtol=0)
     (g,) = torch.autograd.grad(Y.sum(), x, create_graph=True)
     assert torch.isfinite(g).all()
+    assert (g == 0).all()  # the convention: zero gradient at the origin
     (gg,) = torch.autograd.grad(g.sum(), x)
     assert torch.isfinite(gg).all()
     # mixed batch: the zero row does not poison the others
     v = torch.cat([torch.zeros(1, 3), torch.randn(3, 3)]).double().requires_grad_()
     (g,) = torch.autograd.grad(spherical_harmonics(3, v).pow(2).sum(), v)
     assert torch.isfinite(g).all()
+    # without normalize the solid harmonics are polynomials: exact gradient sqrt(3) I of degree 1 at 0
+    z = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    jac = torch.autograd.functional.jacobian(lambda v: spherical_harmonics(2, v, normalize=False), z)
+    torch.testing.assert_close(jac[0, 1:4, 0], math.sqrt(3) * torch.eye(3, dtype=torch.float64), atol=1e-15, rtol=0)
+    assert (jac[0, 4:] == 0).all() and (jac[0, 0] == 0).all()
 
 
-def test_shapes_dtypes_and_float32():
+def test_tiny_vectors_float32():
+    v = torch.tensor([[1e-18, 0.0, 0.0], [0.0, 3e-10, 4e-10], [0.0, 0.0, 0.0]], requires_grad=True)
+    Y = spherical_harmonics(4, v)
+    assert torch.isfinite(Y).all()
+    torch.testing.assert_close(Y[1], spherical_harmonics(4, torch.tensor([0.0, 0.6, 0.8])), atol=1e-6, rtol=0)
+    (g,) = torch.autograd.grad(Y.sum(), v)
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("lmax", [2, 8, 16])
+def test_float32_vs_float64(lmax):
+    y32 = spherical_harmonics(lmax, X.float())
+    assert y32.dtype == torch.float32
+    torch.testing.assert_close(y32.double(), spherical_harmonics(lmax, X), atol=2e-5 * (lmax + 1), rtol=0)
+    x32 = X.float().requires_grad_()
+    x64 = X.clone().requires_grad_()
+    (g32,) = torch.autograd.grad(spherical_harmonics(lmax, x32).sum(), x32)
+    (g64,) = torch.autograd.grad(spherical_harmonics(lmax, x64).sum(), x64)
+    scale = g64.abs().max()
+    torch.testing.assert_close(g32.double() / scale, g64 / scale, atol=1e-6 * (lmax + 1) ** 2, rtol=0)
+
+
+def test_shapes_dtypes():
     assert spherical_harmonics(0, X).shape == (64, 1)
     assert spherical_harmonics(3, X.reshape(4, 16, 3)).shape == (4, 16, 16)
     assert spherical_harmonics(3, X[:0]).shape == (0, 16)
-    y32 = spherical_harmonics(8, X.float())
-    assert y32.dtype == torch.float32
-    torch.testing.assert_close(y32.double(), spherical_harmonics(8, X), atol=1e-4, rtol=0)
+    assert spherical_harmonics(3, X[:0], normalize=False).shape == (0, 16)
+    assert spherical_harmonics(3, X.half()).dtype == torch.float16
 
 
 def test_bad_input():
@@ -122,3 +212,11 @@ def test_bad_input():
         spherical_harmonics(2, torch.randn(4, 2))
     with pytest.raises(TypeError, match="vectors"):
         spherical_harmonics(2, [[1.0, 0.0, 0.0]])
+
+
+def test_matches_sphericart_if_installed():
+    """sphericart (C++) computes the standard real harmonics; e3nn's basis is them on (z, x, y), times sqrt(4π)."""
+    sphericart_torch = pytest.importorskip("sphericart.torch")
+    lmax = 16
+    ref = sphericart_torch.SphericalHarmonics(lmax)(X[:, [2, 0, 1]])
+    torch.testing.assert_close(spherical_harmonics(lmax, X, normalization="integral"), ref, atol=1e-11, rtol=0)

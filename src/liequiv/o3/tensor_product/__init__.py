@@ -1,0 +1,1 @@
+"""Tensor products of O(3) irreps: one interface, one backend a module."""
