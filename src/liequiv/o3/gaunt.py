@@ -38,20 +38,26 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from liequiv.o3.harmonics import _check_lmax, _check_normalization, _degree_scale, spherical_harmonics
 from liequiv.o3.s2grid import (
+    _by_m,
+    _flat,
+    _from_m,
+    _grid_project,
+    _grid_tensors,
+    _grid_values,
+    _half_project,
+    _half_tensors,
+    _half_values,
     _lmax_of,
-    from_grid,
     grid_vectors,
-    half_spectrum_to_sh,
     quadrature_size,
     s2_grid,
-    sh_to_half_spectrum,
-    to_grid,
 )
 
 __all__ = ["gaunt_coefficients", "gaunt_product_fourier", "gaunt_product_grid", "gaunt_tensor"]
@@ -71,13 +77,13 @@ def _inputs(x1: Tensor, x2: Tensor, lmax_out: int) -> tuple[int, int, int]:
 
 
 def _fast_size(n: int) -> int:
-    """Smallest ``m >= n`` whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    """Smallest even ``m >= n`` whose prime factors are 2, 3 and 5 (measured on CPU: odd sizes run at half speed)."""
     while True:
         m = n
         for p in (2, 3, 5):
             while m % p == 0:
                 m //= p
-        if m == 1:
+        if m == 1 and n % 2 == 0:
             return n
         n += 1
 
@@ -95,14 +101,7 @@ def gaunt_product_grid(x1: Tensor, x2: Tensor, lmax_out: int, *, normalization: 
     Leading dimensions broadcast (typically ``[..., C, (L+1)^2]`` channel-wise). ``normalization`` names the basis
     of the inputs and of the output (see the module docstring; "component" by default).
     """
-    L1, L2, L3 = _inputs(x1, x2, lmax_out)
-    _check_normalization(normalization)
-    L3e = min(L3, L1 + L2)
-    n_beta, n_alpha = quadrature_size(L1 + L2 + L3e)
-    f = to_grid(x1, n_beta, n_alpha, normalization=normalization) * to_grid(
-        x2, n_beta, n_alpha, normalization=normalization
-    )
-    return _pad_out(from_grid(f, L3e, normalization=normalization), L3e, L3)
+    return _product(grid_product_by_m, x1, x2, lmax_out, normalization)
 
 
 def gaunt_product_fourier(x1: Tensor, x2: Tensor, lmax_out: int, *, normalization: str = "component") -> Tensor:
@@ -110,16 +109,64 @@ def gaunt_product_fourier(x1: Tensor, x2: Tensor, lmax_out: int, *, normalizatio
 
     Same operation, shapes and normalization as :func:`gaunt_product_grid`.
     """
+    return _product(fourier_product_by_m, x1, x2, lmax_out, normalization)
+
+
+def _product(by_m: Callable[..., Tensor], x1: Tensor, x2: Tensor, lmax_out: int, normalization: str) -> Tensor:
     L1, L2, L3 = _inputs(x1, x2, lmax_out)
     _check_normalization(normalization)
     L3e = min(L3, L1 + L2)
-    U = L1 + L2  # the product's series has |u|, |v| <= U
-    n = _fast_size(2 * U + 1)  # no wrap-around, and a size with factors 2, 3, 5 only
-    # f1, f2 on the n x n torus grid (real), product, and back: the 2D convolution of the coefficients
-    f = torch.fft.irfft2(sh_to_half_spectrum(x1, n, normalization=normalization), s=(n, n), norm="forward")
-    f = f * torch.fft.irfft2(sh_to_half_spectrum(x2, n, normalization=normalization), s=(n, n), norm="forward")
-    out = half_spectrum_to_sh(torch.fft.rfft2(f, norm="forward"), L3e, normalization=normalization)
-    return _pad_out(out, L3e, L3)
+    batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
+    c = by_m(_by_m(x1, L1), _by_m(x2, L2), L3e, normalization)  # [R, m, l]
+    return _pad_out(_from_m(c, L3e).view(*batch, -1), L3e, L3)
+
+
+def grid_product_shape(L1: int, L2: int, lmax_out: int) -> tuple[int, int]:
+    """``(n_beta, n_alpha)`` of the grid of :func:`grid_product_by_m`: exact for degree ``L1 + L2 + lmax_out``."""
+    return quadrature_size(L1 + L2 + lmax_out)
+
+
+def fourier_product_shape(L1: int, L2: int, lmax_out: int) -> tuple[int, int]:
+    """``(n, n)`` torus grid of :func:`fourier_product_by_m`: ``n > 2 (L1 + L2)``, no wrap-around of the product."""
+    n = _fast_size(2 * (L1 + L2) + 1)
+    return n, n
+
+
+def grid_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str = "component") -> Tensor:
+    """The Gaunt product of signals given by ``m``, ``a1 [..., 2L1+1, L1+1]`` and ``a2 [..., 2L2+1, L2+1]`` (layout
+    of ``s2grid._by_m``, leading dimensions broadcast), on the exact quadrature grid: ``[R, 2L3+1, L3+1]`` with
+    ``R`` the broadcast batch flattened (a transposed view). ``lmax_out <= L1 + L2``."""
+    L1, L2 = a1.shape[-1] - 1, a2.shape[-1] - 1
+    n_beta, n_alpha = grid_product_shape(L1, L2, lmax_out)
+    f1, f2 = (
+        _grid_values(_flat(a), *_grid_tensors(L, n_beta, n_alpha, normalization, a)[:2]).view(
+            *a.shape[:-2], n_beta, n_alpha
+        )
+        for a, L in ((a1, L1), (a2, L2))
+    )
+    _, phi, lam_back = _grid_tensors(lmax_out, n_beta, n_alpha, normalization, a1)
+    return _grid_project((f1 * f2).reshape(-1, n_beta, n_alpha), phi, lam_back)
+
+
+def fourier_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str = "component") -> Tensor:
+    """As :func:`grid_product_by_m`, by FFT on the ``n x n`` torus grid (Luo et al. 2024).
+
+    The 2D transforms run as 1D ones, each over the columns that are non-zero: a signal of degree ``L`` has
+    ``|v| <= L``, and the projection on degree ``lmax_out`` reads ``|v| <= lmax_out`` only.
+    """
+    L1, L2 = a1.shape[-1] - 1, a2.shape[-1] - 1
+    n, _ = fourier_product_shape(L1, L2, lmax_out)
+
+    def torus_values(a: Tensor, L: int) -> Tensor:
+        lam, phase = _half_tensors(L, n, normalization, a)[:2]
+        h = _half_values(_flat(a), lam, phase[:, : L + 1])  # [R, n (u), L+1 (v)]
+        g = torch.fft.ifft(h, dim=1, norm="forward")
+        return torch.fft.irfft(g, n, dim=2, norm="forward").view(*a.shape[:-2], n, n)
+
+    f = (torus_values(a1, L1) * torus_values(a2, L2)).reshape(-1, n, n)
+    h = torch.fft.fft(torch.fft.rfft(f, dim=2, norm="forward")[..., : lmax_out + 1], dim=1, norm="forward")
+    _, _, w, cols = _half_tensors(lmax_out, n, normalization, a1)
+    return _half_project(h, w, cols)
 
 
 @functools.cache

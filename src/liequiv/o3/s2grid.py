@@ -117,13 +117,34 @@ def _by_m(x: Tensor, lmax: int) -> Tensor:
     """``[..., (L+1)^2] -> [..., 2L+1 (m), L+1 (l)]``, zeros where ``l < |m|``."""
     gather, _ = _to(("layout", lmax), _layout(lmax), x.dtype, x.device)
     xp = torch.cat([x, x.new_zeros(*x.shape[:-1], 1)], -1)
-    return xp[..., gather.reshape(-1)].reshape(*x.shape[:-1], 2 * lmax + 1, lmax + 1)
+    return xp.index_select(-1, gather.reshape(-1)).reshape(*x.shape[:-1], 2 * lmax + 1, lmax + 1)
 
 
 def _from_m(c: Tensor, lmax: int) -> Tensor:
     """``[..., 2L+1, L+1] -> [..., (L+1)^2]`` (inverse of :func:`_by_m`)."""
     _, scatter = _to(("layout", lmax), _layout(lmax), torch.float64, c.device)
-    return c.reshape(*c.shape[:-2], -1)[..., scatter]
+    return c.reshape(*c.shape[:-2], -1).index_select(-1, scatter)
+
+
+# The transforms below work on coefficients "by m", ``a [R, 2L+1 (m), L+1 (l)]`` for ``R`` signals: one batched
+# matrix product over ``m`` (the per-m Legendre step) and one matrix product over ``m`` or ``α``, without copies.
+
+
+def _grid_values(a: Tensor, lam: Tensor, phi: Tensor) -> Tensor:
+    """``a [R, m, l]``, ``lam [m, l, n_beta]``, ``phi [m, n_alpha]`` -> grid values ``[R, n_beta, n_alpha]``."""
+    g = torch.bmm(a.transpose(0, 1), lam)  # [m, R, b]
+    return torch.mm(g.reshape(g.shape[0], -1).t(), phi).view(a.shape[0], lam.shape[-1], phi.shape[-1])
+
+
+def _grid_project(f: Tensor, phi: Tensor, lam_back: Tensor) -> Tensor:
+    """Grid values ``f [R, n_beta, n_alpha]`` -> coefficients ``[R, m, l]`` (a transposed view)."""
+    g = torch.mm(phi, f.reshape(-1, f.shape[-1]).t())  # [m, R * b]
+    return torch.bmm(g.view(phi.shape[0], f.shape[0], f.shape[1]), lam_back.transpose(1, 2)).transpose(0, 1)
+
+
+def _flat(x: Tensor) -> Tensor:
+    """``[..., m, l] -> [R, m, l]``."""
+    return x.reshape(-1, *x.shape[-2:])
 
 
 def _phi(lmax: int, alpha: np.ndarray) -> np.ndarray:
@@ -199,6 +220,19 @@ def _grid_tables(lmax: int, n_beta: int, n_alpha: int, normalization: str) -> tu
     return lam, phi, lam_back
 
 
+def _grid_tensors(lmax: int, n_beta: int, n_alpha: int, normalization: str, x: Tensor) -> tuple[Tensor, ...]:
+    """``(lam [m, l, b], phi [m, a], lam_back [m, l, b])`` in ``x``'s dtype and device."""
+    key = ("grid", lmax, n_beta, n_alpha, normalization)
+    return _to(key, _grid_tables(lmax, n_beta, n_alpha, normalization), x.dtype, x.device)
+
+
+def _half_tensors(lmax: int, n: int, normalization: str, x: Tensor) -> tuple[Tensor, ...]:
+    """``(lam, phase, w, cols)`` of :func:`_half_tables` and :func:`_half_project_tables` in ``x``'s dtype."""
+    out = _to(("half", lmax, n, normalization), _half_tables(lmax, n, normalization), x.dtype, x.device)
+    key = ("half_project", lmax, n, normalization)
+    return out + _to(key, _half_project_tables(lmax, n, normalization), x.dtype, x.device)
+
+
 def to_grid(
     x: Tensor, n_beta: int | None = None, n_alpha: int | None = None, *, normalization: str = "component"
 ) -> Tensor:
@@ -211,15 +245,9 @@ def to_grid(
     nb0, na0 = quadrature_size(2 * lmax)
     n_beta = _check_size(nb0 if n_beta is None else n_beta, "n_beta")
     n_alpha = _check_size(na0 if n_alpha is None else n_alpha, "n_alpha")
-    lam, phi, _ = _to(
-        ("grid", lmax, n_beta, n_alpha, normalization),
-        _grid_tables(lmax, n_beta, n_alpha, normalization),
-        x.dtype,
-        x.device,
-    )
-    a = _by_m(x, lmax)  # [..., m, l]
-    f = torch.einsum("...ml,mlb->...mb", a, lam)
-    return torch.einsum("...mb,ma->...ba", f, phi)
+    lam, phi, _ = _grid_tensors(lmax, n_beta, n_alpha, normalization, x)
+    f = _grid_values(_flat(_by_m(x, lmax)), lam, phi)
+    return f.view(*x.shape[:-1], n_beta, n_alpha)
 
 
 def from_grid(f: Tensor, lmax: int, *, normalization: str = "component") -> Tensor:
@@ -233,15 +261,9 @@ def from_grid(f: Tensor, lmax: int, *, normalization: str = "component") -> Tens
     if f.ndim < 2:
         raise ValueError(f"f must have shape [..., n_beta, n_alpha], got {tuple(f.shape)}")
     n_beta, n_alpha = f.shape[-2:]
-    _, phi, lam_back = _to(
-        ("grid", lmax, n_beta, n_alpha, normalization),
-        _grid_tables(lmax, n_beta, n_alpha, normalization),
-        f.dtype,
-        f.device,
-    )
-    g = torch.einsum("...ba,ma->...mb", f, phi)
-    c = torch.einsum("...mb,mlb->...ml", g, lam_back)
-    return _from_m(c, lmax)
+    _, phi, lam_back = _grid_tensors(lmax, n_beta, n_alpha, normalization, f)
+    c = _grid_project(f.reshape(-1, n_beta, n_alpha), phi, lam_back)
+    return _from_m(c, lmax).view(*f.shape[:-2], -1)
 
 
 # ----------------------------------------------------------------------------------------------- 2D Fourier
@@ -401,8 +423,21 @@ def sh_to_half_spectrum(x: Tensor, n: int, *, normalization: str = "component") 
     _check_normalization(normalization)
     lmax = _lmax_of(x.shape[-1])
     lam, phase = _to(("half", lmax, n, normalization), _half_tables(lmax, n, normalization), x.dtype, x.device)
-    a = torch.einsum("...ml,mlu->...mu", _by_m(x, lmax), lam)
-    return torch.view_as_complex(torch.einsum("...mu,mvr->...uvr", a, phase).contiguous())
+    return _half_values(_flat(_by_m(x, lmax)), lam, phase).view(*x.shape[:-1], n, n // 2 + 1)
+
+
+def _half_values(a: Tensor, lam: Tensor, phase: Tensor) -> Tensor:
+    """``a [R, m, l]`` -> half spectra ``[R, n, n//2+1]`` (tables of :func:`_half_tables`)."""
+    g = torch.bmm(a.transpose(0, 1), lam)  # [m, R, u]
+    h = torch.mm(g.reshape(g.shape[0], -1).t(), phase.reshape(phase.shape[0], -1))  # [R * u, v * 2]
+    return torch.view_as_complex(h.view(a.shape[0], lam.shape[-1], phase.shape[1], 2))
+
+
+def _half_project(h: Tensor, w: Tensor, cols: Tensor) -> Tensor:
+    """Half spectra ``h [R, n, n//2+1]`` -> coefficients ``[R, m, l]`` (tables of :func:`_half_project_tables`)."""
+    hm = torch.view_as_real(h.index_select(-1, cols))  # [R, u, m, 2]
+    t = hm.permute(2, 0, 1, 3).reshape(w.shape[0], h.shape[0], -1)  # [m, R, u * 2]
+    return torch.bmm(t, w.reshape(w.shape[0], -1, w.shape[-1])).transpose(0, 1)
 
 
 @functools.cache
@@ -439,6 +474,5 @@ def half_spectrum_to_sh(h: Tensor, lmax: int, *, normalization: str = "component
     w, cols = _to(
         ("half_project", lmax, n, normalization), _half_project_tables(lmax, n, normalization), real, h.device
     )
-    hm = torch.view_as_real(h[..., cols])  # [..., n (u), 2L+1 (m), 2]
-    c = torch.einsum("...umr,murl->...ml", hm, w)
-    return _from_m(c, lmax)
+    c = _half_project(h.reshape(-1, n, n // 2 + 1), w, cols)
+    return _from_m(c, lmax).view(*h.shape[:-2], -1)

@@ -20,8 +20,9 @@ Large batches are computed in chunks of rows (``chunk_bytes``, default: the back
 output-sized temporaries stay small: cache-friendly, and below malloc's mmap threshold, which otherwise makes every
 call page-fault its temporaries afresh (measured: up to 2x on CPU at 10k samples).
 
-Backends (``backend=``) compute the same bilinear map; ``"cg"`` (:mod:`liequiv.o3.tensor_product.cg`) is exact for
-every path. Others register themselves with :func:`register_backend`.
+Backends (``backend=``): ``"cg"`` (:mod:`liequiv.o3.tensor_product.cg`) is exact for every path; ``"gaunt_grid"`` and
+``"gaunt_fourier"`` (:mod:`liequiv.o3.tensor_product.gaunt`) compute the even paths only, with Gaunt coefficients and
+no per-path weights, in ``O(L^3)`` (see there for what they accept). Others register with :func:`register_backend`.
 
 Example::
 
@@ -103,7 +104,7 @@ def available_backends() -> list[str]:
 
 def _load_builtin_backends() -> None:
     if "cg" not in _BACKENDS:
-        from liequiv.o3.tensor_product import cg  # noqa: F401  (registers itself)
+        from liequiv.o3.tensor_product import cg, gaunt  # noqa: F401  (register themselves)
 
 
 def _path_shape(mode: str, mul1: int, mul2: int, mul_out: int) -> tuple[int, ...]:
@@ -214,7 +215,9 @@ class TensorProduct(nn.Module):
             derived instructions).
         irrep_normalization: ``"component"`` (default), ``"norm"`` or ``"none"``, as e3nn.
         path_normalization: ``"element"`` (default) or ``"path"`` (or ``"none"``), as e3nn.
-        backend: ``"cg"`` (default) or a name registered with :func:`register_backend`.
+        backend: ``"cg"`` (default, every path), ``"gaunt_grid"`` or ``"gaunt_fourier"`` (even paths, Gaunt
+            coefficients, no weights: :mod:`liequiv.o3.tensor_product.gaunt`), or a name given to
+            :func:`register_backend`.
 
     ``weight_numel`` is the size of the flat weight vector, in e3nn's layout; ``instructions`` holds the normalized
     instructions (``path_weight`` is the constant ``a``).
