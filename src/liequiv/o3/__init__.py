@@ -25,6 +25,7 @@ from liequiv.o3.tensor_product import (
     available_backends,
     register_backend,
 )
+from liequiv.o3.tensor_product.gaunt import gaunt_path_factor
 from liequiv.o3.wigner import change_basis_real_to_complex, clebsch_gordan, so3_generators, wigner_D
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "fourier_to_sh",
     "from_grid",
     "gaunt_coefficients",
+    "gaunt_path_factor",
     "gaunt_product_fourier",
     "gaunt_product_grid",
     "gaunt_tensor",

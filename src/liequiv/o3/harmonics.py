@@ -22,10 +22,10 @@ products; its own derivative (second derivatives, forces) is taken by autograd t
 ``normalize=False`` (solid harmonics, homogeneous polynomials of the raw vector) uses the classical
 three-term recurrence with ``r²``, which is exact at every point including ``0``; ``lmax <= 1`` is a closed form.
 
-Speed (``benchmarks/bench_harmonics.py``, 100,000 float32 vectors on a shared 2-core CPU): the forward is
-2-4.5x faster than e3nn 0.6 for ``lmax`` 4..12 (about even at ``lmax = 2``, 0.6-0.75x at ``lmax = 1``),
-forward+backward 2.5-3.5x; sphericart's C++ forward is still about 2x faster than this one, its
-forward+backward 1.5x slower. Accuracy: float64 within
+Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU): the
+forward is 1.2-4.6x faster than e3nn 0.6 for ``lmax`` 2..12 (0.76x at ``lmax = 1``), forward+backward 1.5-4.7x
+(0.9x at ``lmax = 1``); sphericart's C++ forward is still about 2x faster than this one, its forward+backward
+1.1-3x slower. Accuracy: float64 within
 ``1e-13`` of e3nn up to ``l = 12``; float32 about ``2e-5`` absolute at ``l = 8`` and ``1e-4`` at ``l = 16``
 (Chebyshev sums near the poles; the intrinsic float32 sensitivity there is of the same order).
 """
