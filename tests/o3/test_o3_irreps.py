@@ -1,9 +1,12 @@
 """Irrep and Irreps against e3nn 0.6's behaviour."""
 
+import math
+
 import pytest
 import torch
 from e3nn import o3
 
+from liequiv.groups.so3 import quaternion_multiply
 from liequiv.o3.irreps import Irrep, Irreps, MulIr
 from liequiv.o3.wigner import wigner_D
 
@@ -174,3 +177,38 @@ def test_D_from_matrix():
     torch.testing.assert_close(D[:, sl[0], sl[0]], torch.eye(2, dtype=torch.float64).expand(12, 2, 2))
     assert D[:, sl[0], sl[1]].abs().max() == 0
     assert Irreps("").D_from_matrix(R).shape == (12, 0, 0)
+
+
+@pytest.fixture
+def float64_default():
+    """e3nn builds its Wigner-D constants in the default dtype: float64 for an exact reference."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def test_D_from_angles_quaternion_axis_angle_match_e3nn(float64_default):
+    g = torch.Generator().manual_seed(0)
+    irreps = Irreps("2x0e + 1x0o + 1x1o + 1x1e + 1x2e + 1x3o")
+    ref = o3.Irreps(str(irreps))
+    alpha, beta, gamma = 2 * math.pi * torch.rand(3, 6, generator=g, dtype=torch.float64)
+    k = torch.arange(6) % 2
+    torch.testing.assert_close(
+        irreps.D_from_angles(alpha, beta, gamma, k), ref.D_from_angles(alpha, beta, gamma, k), atol=1e-12, rtol=0
+    )
+    q = torch.nn.functional.normalize(torch.randn(2, 6, 4, generator=g, dtype=torch.float64), dim=-1)
+    wxyz = torch.cat([q[..., 3:], q[..., :3]], -1)  # e3nn puts the scalar first
+    torch.testing.assert_close(irreps.D_from_quaternion(q[0]), ref.D_from_quaternion(wxyz[0]), atol=1e-12, rtol=0)
+    # a homomorphism: D(q1 q2) = D(q1) D(q2), improper elements included
+    D12 = irreps.D_from_quaternion(quaternion_multiply(q[0], q[1]), k)
+    torch.testing.assert_close(D12, irreps.D_from_quaternion(q[0], k) @ irreps.D_from_quaternion(q[1]), atol=1e-12,
+                               rtol=0)
+    axis = torch.nn.functional.normalize(torch.randn(6, 3, generator=g, dtype=torch.float64), dim=-1)
+    angle = torch.linspace(0, math.pi, 6, dtype=torch.float64)
+    torch.testing.assert_close(irreps.D_from_axis_angle(axis, angle), ref.D_from_axis_angle(axis, angle), atol=1e-12,
+                               rtol=0)
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
+        irreps.D_from_quaternion(torch.randn(3))
+    with pytest.raises(ValueError, match=r"\[\.\.\., 3\]"):
+        Irrep("1o").D_from_axis_angle(torch.randn(4), 0.3)

@@ -19,7 +19,63 @@ __all__ = ["Irrep", "Irreps", "IrrepsSort", "MulIr"]
 _PARITY = {"e": 1, "o": -1}
 
 
-class Irrep(tuple):
+def _rotation_y(a: torch.Tensor) -> torch.Tensor:
+    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([c, z, s, z, o, z, -s, z, c], -1).unflatten(-1, (3, 3))
+
+
+def _rotation_x(a: torch.Tensor) -> torch.Tensor:
+    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([o, z, z, z, c, -s, z, s, c], -1).unflatten(-1, (3, 3))
+
+
+def angles_to_matrix(alpha: Any, beta: Any, gamma: Any) -> torch.Tensor:
+    """e3nn's Euler angles: ``R = R_y(α) R_x(β) R_y(γ)`` ``[..., 3, 3]`` (angles broadcast)."""
+    alpha, beta, gamma = torch.broadcast_tensors(*(torch.as_tensor(a) for a in (alpha, beta, gamma)))
+    if not alpha.is_floating_point():
+        alpha, beta, gamma = alpha.double(), beta.double(), gamma.double()
+    return _rotation_y(alpha) @ _rotation_x(beta) @ _rotation_y(gamma)
+
+
+def _with_parity(R: torch.Tensor, k: Any) -> torch.Tensor:
+    """``(-1)^k R``: with ``k`` odd, the improper element ``-R`` (inversion times ``R``)."""
+    if k is None:
+        return R
+    sign = 1 - 2 * (torch.as_tensor(k, device=R.device) % 2).to(R.dtype)
+    return R * sign[..., None, None]
+
+
+class _FromParametrizations:
+    """``D_from_angles``, ``D_from_quaternion``, ``D_from_axis_angle`` on top of the class's ``D_from_matrix``."""
+
+    __slots__ = ()
+
+    def D_from_angles(self, alpha: Any, beta: Any, gamma: Any, k: Any = None) -> torch.Tensor:
+        """``D`` of ``(-1)^k R_y(α) R_x(β) R_y(γ)`` (e3nn's angles and parity exponent ``k``)."""
+        return self.D_from_matrix(_with_parity(angles_to_matrix(alpha, beta, gamma), k))
+
+    def D_from_quaternion(self, q: torch.Tensor, k: Any = None) -> torch.Tensor:
+        """``D`` of the rotation of unit quaternions ``q [..., 4]`` in **this library's** ``(x, y, z, w)`` order
+        (e3nn puts ``w`` first), times the inversion when ``k`` is odd."""
+        from liequiv.groups.so3 import quaternion_to_matrix
+
+        if q.shape[-1:] != (4,):
+            raise ValueError(f"q must have shape [..., 4] (x, y, z, w), got {tuple(q.shape)}")
+        return self.D_from_matrix(_with_parity(quaternion_to_matrix(q), k))
+
+    def D_from_axis_angle(self, axis: torch.Tensor, angle: Any, k: Any = None) -> torch.Tensor:
+        """``D`` of the rotation by ``angle`` about the unit ``axis [..., 3]`` (times the inversion when ``k`` is
+        odd)."""
+        if axis.shape[-1:] != (3,):
+            raise ValueError(f"axis must have shape [..., 3], got {tuple(axis.shape)}")
+        angle = torch.as_tensor(angle, dtype=axis.dtype, device=axis.device)
+        K = torch.zeros(*axis.shape[:-1], 3, 3, dtype=axis.dtype, device=axis.device)
+        K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
+        K = K - K.transpose(-1, -2)
+        return self.D_from_matrix(_with_parity(torch.linalg.matrix_exp(angle[..., None, None] * K), k))
+
+
+class Irrep(tuple, _FromParametrizations):
     """Irreducible representation ``(l, p)`` of O(3); ``Irrep(1, -1) == Irrep("1o")``.
 
     Ordered as the tuple ``(l, p)`` (so ``0o < 0e < 1o < 1e``, as e3nn). ``"ly"`` parses to parity ``(-1)^l``.
@@ -157,7 +213,7 @@ def _as_mul_ir(item: Any) -> MulIr:
     raise ValueError(f'Unable to interpret "{item}" as an irrep.')
 
 
-class Irreps(tuple):
+class Irreps(tuple, _FromParametrizations):
     """Direct sum of irreps: an immutable tuple of :class:`MulIr` ``(mul, ir)``.
 
     Built from a string ``"16x0e + 8x1o"`` (``"1o"`` means ``"1x1o"``, ``""`` is empty), an :class:`Irrep`, or an
