@@ -106,7 +106,7 @@ def test_user_path_weights_and_irrep_normalization():
 
 @pytest.mark.parametrize("L", [1, 2, 3, 4])
 def test_channelwise_message_equals_e3nn(L):
-    """The NequIP/MACE message (fused single product at low L, per-class products above)."""
+    """The NequIP/MACE message (one block-diagonal product at low L, one product per x1 block above)."""
     i1 = Irreps([(8, (l, (-1) ** l)) for l in range(L + 1)])
     i2 = Irreps.spherical_harmonics(L)
     ours = ChannelwiseTensorProduct(i1, i2, lmax_out=L).to(F64)
@@ -182,6 +182,7 @@ def test_equivariance_with_the_checker():
     "make",
     [
         lambda: ChannelwiseTensorProduct("2x0e+2x1o+2x2e", "0e+1o+2e", lmax_out=2),  # fused single product
+        lambda: ChannelwiseTensorProduct("2x0e+2x1o+2x2e+2x3o", "0e+1o+2e+3o", lmax_out=3),  # one per x1 block
         lambda: TensorProduct(*CASES[1][:3], connection="uvu", weights="per_sample"),  # classes
         lambda: TensorProduct("2x0e+1x1o", "0e+1o", "1x0e+2x1o+1x1e", connection="uvw", weights="per_sample"),
         lambda: TensorProduct(*CASES[2][:3], connection="uuu", weights="per_sample"),

@@ -5,10 +5,12 @@ in e3nn, one per pair of blocks) is never formed. ``x2`` is contracted with the 
 once and without the channel index ``u``: one matrix product ``M = x2 @ B`` where ``B`` stacks every normalized table
 ``a_p C_p[i, j, k]`` (``M[z, (p, i, k)] = Σ_j a_p C_p[i, j, k] x2[z, j]``, a few times smaller than the output). Then:
 
-* channel-wise (``uvu``) products with ``mul2 = 1`` and low degrees (the NequIP/MACE message up to ``l = 2`` or 3):
-  one batched product per sample, ``Y[z] = x1[z] (u × Σd1) @ M[z] (Σd1 × ΣK)`` with ``M`` block-diagonal over the
-  ``x1`` blocks, one gather into e3nn's layout and one multiplication by the weights gathered into the same layout.
-  Used while the block-diagonal product costs at most ``_DENSE_WASTE`` times the useful multiply-adds.
+* channel-wise (``uvu``) products with ``mul2 = 1``, one ``u`` and disjoint outputs (the NequIP/MACE message): per
+  sample, one product ``Y[z] = x1_b[z] (u × d1) @ M_b[z] (d1 × K_b)`` per ``x1`` block ``b``, whose columns ``K_b``
+  are the outputs of all its paths (a few products per sample instead of one tiny product per path), or, while that
+  costs at most ``_DENSE_WASTE`` times the useful multiply-adds (low degrees), a single one with ``M`` block-diagonal
+  over the ``x1`` blocks. Then one gather into e3nn's layout and one multiplication by the weights gathered into the
+  same layout.
 * otherwise ``uvu`` paths are batched by *class* (``x1`` block, output degree, ``mul2``), whose paths have equal
   shapes: one batched product ``out[z, p] = (W[z, p] ⊙ x1[z]) (u × d1) @ M[z, p] (d1 × d3)``, written directly in
   e3nn's layout ``[Z, P, u, d3]``, or, where those products are too small for BLAS, ``x1[z] @ M[z]`` over all paths of
@@ -21,7 +23,7 @@ once and without the channel index ``u``: one matrix product ``M = x2 @ B`` wher
 
 Results are placed with one gather (whose backward is also a gather) or, where paths sum into the same output block,
 one ``index_add``. Large batches run in chunks (``TensorProduct.chunk_bytes``; this backend prefers 4 MiB for the
-single product and 16 MiB otherwise, measured on CPU). Everything is plain differentiable torch ops (double
+channel-wise products and 16 MiB otherwise, measured on CPU). Everything is plain differentiable torch ops (double
 backward, ``torch.compile(fullgraph=True)``). The CG tables are built once in float64 and registered as buffers (they
 stay in float64 when the module is cast and are cast to the input's dtype per call, so a float64 product is exact to
 round-off).
@@ -39,7 +41,8 @@ from liequiv.o3.wigner import clebsch_gordan
 
 __all__ = ["CGTensorProduct"]
 
-# the single block-diagonal product is used while it costs at most this many times the useful multiply-adds
+# the x1 blocks share one block-diagonal channel-wise product while it costs at most this many times the useful
+# multiply-adds
 _DENSE_WASTE = 3.0
 
 
@@ -114,8 +117,8 @@ class CGTensorProduct(nn.Module):
             return clebsch_gordan(l1, l2, l3) * ins.path_weight
 
         self._dense = self._build_dense(spec, paths, cg)
-        # preferred batch chunk (see TensorProduct.chunk_bytes), measured: few large ops (the single product) like
-        # small chunks, the per-class kernels (more ops per chunk) larger ones
+        # preferred batch chunk (see TensorProduct.chunk_bytes), measured: the channel-wise products (few large ops)
+        # like small chunks, the per-class kernels (more ops per chunk) larger ones
         self.chunk_bytes = 4 << 20 if self._dense else 16 << 20
         if self._dense:
             return
@@ -258,12 +261,12 @@ class CGTensorProduct(nn.Module):
             self._buffer("out_index", torch.where(idx >= 0, idx, self.d_out))
 
     def _build_dense(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
-        """Small channel-wise products: every path in ONE batched product ``[u, Σd1] @ [Σd1, ΣK]`` per sample.
+        """Channel-wise products: per sample, one product ``[u, Σd1] @ [Σd1, ΣK]`` per group of ``x1`` blocks.
 
-        Used when all paths are uvu with ``mul2 = 1``, share ``u``, write disjoint outputs, and the block-diagonal
-        product wastes at most ``_DENSE_WASTE`` times the useful multiply-adds (low degrees). The result (rows ``u``,
-        columns: the outputs of every path) is placed with one gather and multiplied by the weights, gathered once
-        into the output layout.
+        Used when all paths are uvu with ``mul2 = 1``, share ``u`` and write disjoint outputs. The ``x1`` blocks form
+        one group (a block-diagonal product) while that wastes at most ``_DENSE_WASTE`` times the useful multiply-adds
+        (low degrees), else one group each. The results (rows ``u``, columns: the outputs of the group's paths) are
+        placed with one gather and multiplied by the weights, gathered once into the output layout.
         """
         ins_all, irreps1, irreps2, irreps_out = spec.instructions, spec.irreps_in1, spec.irreps_in2, spec.irreps_out
         if not paths or any(ins_all[n].connection_mode != "uvu" or irreps2[ins_all[n].i_in2].mul != 1 for n in paths):
@@ -281,8 +284,8 @@ class CGTensorProduct(nn.Module):
         d1 = {b: irreps1[b].ir.dim for b in blocks}
         k_b = {b: sum(irreps_out[ins_all[n].i_out].ir.dim for n in ns) for b, ns in by_block.items()}
         s_tot, k_tot = sum(d1.values()), sum(k_b.values())
-        if s_tot * k_tot > _DENSE_WASTE * sum(d1[b] * k_b[b] for b in blocks):
-            return False
+        groups = [blocks] if s_tot * k_tot <= _DENSE_WASTE * sum(d1[b] * k_b[b] for b in blocks) else [
+            [b] for b in blocks]
         s1, s2, so = irreps1.slices(), irreps2.slices(), irreps_out.slices()
         blocks2 = sorted({ins_all[n].i_in2 for n in paths})
         row0, jv = {}, 0
@@ -290,35 +293,42 @@ class CGTensorProduct(nn.Module):
             row0[c] = jv
             jv += irreps2[c].ir.dim
         x2idx = torch.cat([torch.arange(s2[c].start, s2[c].stop) for c in blocks2])
-        x1idx = torch.cat([s1[b].start + torch.arange(u * d1[b]).reshape(u, d1[b]) for b in blocks], 1).reshape(-1)
-        table = torch.zeros(jv, s_tot, k_tot, dtype=torch.float64)
         n_w = spec.weight_numel
         one, zero = n_w, n_w + 1
-        perm = torch.zeros(self.d_out, dtype=torch.long)  # output <- Y[(u, k)]
+        perm = torch.zeros(self.d_out, dtype=torch.long)  # output <- Y[(group, u, k)]
         widx = torch.full((self.d_out,), zero, dtype=torch.long)  # output <- weight (0 where no path writes)
-        r1 = c0 = 0
-        for b in blocks:
-            k = 0
-            for n in by_block[b]:
-                ins = ins_all[n]
-                d2, d3 = irreps2[ins.i_in2].ir.dim, irreps_out[ins.i_out].ir.dim
-                r2 = row0[ins.i_in2]
-                table[r2 : r2 + d2, r1 : r1 + d1[b], c0 + k : c0 + k + d3] = cg(n).permute(1, 0, 2)
-                o = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
-                perm[o] = torch.arange(u)[:, None] * k_tot + c0 + k + torch.arange(d3)[None, :]
-                widx[o] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else one
-                k += d3
-            r1 += d1[b]
-            c0 += k
-        inv = torch.empty(u * k_tot, dtype=torch.long)
+        x1idx, tables, shapes = [], [], []
+        y0 = 0  # offset of the group in Y
+        for grp in groups:
+            sg, kg = sum(d1[b] for b in grp), sum(k_b[b] for b in grp)
+            x1idx.append(torch.cat([s1[b].start + torch.arange(u * d1[b]).reshape(u, d1[b]) for b in grp], 1))
+            table = torch.zeros(jv, sg, kg, dtype=torch.float64)
+            r1 = c0 = 0
+            for b in grp:
+                for n in by_block[b]:
+                    ins = ins_all[n]
+                    d2, d3 = irreps2[ins.i_in2].ir.dim, irreps_out[ins.i_out].ir.dim
+                    r2 = row0[ins.i_in2]
+                    table[r2 : r2 + d2, r1 : r1 + d1[b], c0 : c0 + d3] = cg(n).permute(1, 0, 2)
+                    o = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
+                    perm[o] = y0 + torch.arange(u)[:, None] * kg + c0 + torch.arange(d3)[None, :]
+                    widx[o] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else one
+                    c0 += d3
+                r1 += d1[b]
+            tables.append(table.reshape(jv, sg * kg))
+            shapes.append((sg, kg))
+            y0 += u * kg
+        x1idx = torch.cat([t.reshape(-1) for t in x1idx])
+        inv = torch.empty(y0, dtype=torch.long)
         written = widx != zero
         inv[perm[written]] = torch.nonzero(written).reshape(-1)
-        self._dense_shape = (u, jv, s_tot, k_tot)
+        self._dense_u = u
+        self._dense_groups = shapes
         self._dense_x1_identity = bool(torch.equal(x1idx, torch.arange(irreps1.dim)))
         self._dense_x2_identity = bool(torch.equal(x2idx, torch.arange(irreps2.dim)))
         self._dense_ext = bool((widx >= n_w).any())
         self._dense_gaps = not bool(written.all())
-        self._buffer("dense_B", table.reshape(jv, -1), const=True)
+        self._buffer("dense_B", torch.cat(tables, 1), const=True)
         self._buffer("dense_x1idx", x1idx)
         self._buffer("dense_x2idx", x2idx)
         self._buffer("dense_perm", perm)
@@ -328,16 +338,18 @@ class CGTensorProduct(nn.Module):
         return True
 
     def _forward_dense(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
-        z = x1.shape[0]
-        u, _, s_tot, k_tot = self._dense_shape
+        z, u, shapes = x1.shape[0], self._dense_u, self._dense_groups
         xv = x2 if self._dense_x2_identity else x2.index_select(1, self.dense_x2idx)
-        m = (xv @ self.dense_B.to(x1.dtype)).reshape(z, s_tot, k_tot)
+        m = xv @ self.dense_B.to(x1.dtype)
         xu = x1 if self._dense_x1_identity else x1.index_select(1, self.dense_x1idx)
-        y = torch.bmm(xu.reshape(z, u, s_tot), m).reshape(z, u * k_tot)
+        # (a split into one piece would copy the gradient in backward)
+        ms = m.split([sg * kg for sg, kg in shapes], 1) if len(shapes) > 1 else (m,)
+        xs = xu.split([u * sg for sg, _ in shapes], 1) if len(shapes) > 1 else (xu,)
+        ys = [torch.bmm(xg.reshape(z, u, sg), mg.reshape(z, sg, kg)).reshape(z, u * kg)
+              for xg, mg, (sg, kg) in zip(xs, ms, shapes)]
+        out = _Permute.apply(ys[0] if len(ys) == 1 else torch.cat(ys, 1), self.dense_perm, self.dense_inv)
         if w is not None:
-            out = _Permute.apply(y, self.dense_perm, self.dense_inv)
             return out * (self._extend(w) if self._dense_ext else w).index_select(-1, self.dense_widx)
-        out = _Permute.apply(y, self.dense_perm, self.dense_inv)
         return out * self.dense_mask.to(out.dtype) if self._dense_gaps else out
 
     def _build_uvw(self, spec, uvw_x1, uvw_x2, rows, stage_of_v, add_columns, cg) -> list:
