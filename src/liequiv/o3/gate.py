@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liequiv.o3.irreps import Irrep, Irreps
+from liequiv.o3.irreps import Irrep, Irreps, check_features
 
 __all__ = ["Gate"]
 
@@ -187,11 +187,7 @@ class Gate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [..., irreps_in.dim]`` -> ``[..., irreps_out.dim]``."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim < 1 or x.shape[-1] != self.irreps_in.dim:
-            raise ValueError(f"x must have shape [..., {self.irreps_in.dim}] for irreps {self.irreps_in}, "
-                             f"got {tuple(x.shape)}")
+        check_features(x, self.irreps_in)
         if not self._input_is_sorted:
             x = x.index_select(-1, self.input_index)
         scalars, gates, gated = x.split(self._split_dims, -1)

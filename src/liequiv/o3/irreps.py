@@ -45,6 +45,14 @@ def _with_parity(R: torch.Tensor, k: Any) -> torch.Tensor:
     return R * sign[..., None, None]
 
 
+def check_features(x: Any, irreps: Irreps, name: str = "x") -> None:
+    """Raise ``TypeError`` unless ``x`` is a tensor, ``ValueError`` unless it has shape ``[..., irreps.dim]``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != irreps.dim:
+        raise ValueError(f"{name} must have shape [..., {irreps.dim}] for irreps {irreps}, got {tuple(x.shape)}")
+
+
 class _FromParametrizations:
     """``D_from_angles``, ``D_from_quaternion``, ``D_from_axis_angle`` on top of the class's ``D_from_matrix``."""
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liequiv.o3.irreps import Irreps
+from liequiv.o3.irreps import Irreps, check_features
 
 __all__ = ["Linear"]
 
@@ -157,9 +157,7 @@ class Linear(nn.Module):
 
     def forward(self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
         """``x [..., d_in]`` (and per-sample ``weight [..., weight_numel]``, ``bias [..., bias_numel]``)."""
-        if not isinstance(x, Tensor) or x.ndim < 1 or x.shape[-1] != self.irreps_in.dim:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape [..., {self.irreps_in.dim}] for irreps {self.irreps_in}, got {got}")
+        check_features(x, self.irreps_in)
         w = self.weight if weight is None else weight
         b = self.bias if bias is None else bias
         if w is None and self.weight_numel > 0:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liequiv.o3.irreps import Irreps
+from liequiv.o3.irreps import Irreps, check_features
 
 __all__ = ["Norm"]
 
@@ -51,11 +51,7 @@ class Norm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [..., irreps_in.dim]`` -> norms ``[..., irreps_in.num_irreps]``."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim < 1 or x.shape[-1] != self.irreps_in.dim:
-            raise ValueError(f"x must have shape [..., {self.irreps_in.dim}] for irreps {self.irreps_in}, "
-                             f"got {tuple(x.shape)}")
+        check_features(x, self.irreps_in)
         squares = x.new_zeros(*x.shape[:-1], self.irreps_in.num_irreps).index_add(-1, self.copy_index, x * x)
         if self.squared:
             return squares

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from liequiv.o3.irreps import Irrep, Irreps
+from liequiv.o3.irreps import Irrep, Irreps, check_features
 
 __all__ = [
     "ChannelwiseTensorProduct",
@@ -289,13 +289,8 @@ class TensorProduct(nn.Module):
     def forward(self, x1: Tensor, x2: Tensor, weight: Tensor | None = None) -> Tensor:
         """``x1 [..., d1]``, ``x2 [..., d2]`` (and ``weight [..., weight_numel]`` per sample, or ``[weight_numel]``
         to override the shared one) -> ``[..., d_out]``; batch dimensions broadcast."""
-        for name, x, irreps in (("x1", x1, self.irreps_in1), ("x2", x2, self.irreps_in2)):
-            if not isinstance(x, Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-            if x.ndim < 1 or x.shape[-1] != irreps.dim:
-                raise ValueError(
-                    f"{name} must have shape [..., {irreps.dim}] for irreps {irreps}, got {tuple(x.shape)}"
-                )
+        check_features(x1, self.irreps_in1, "x1")
+        check_features(x2, self.irreps_in2, "x2")
         if x1.dtype != x2.dtype:
             raise TypeError(f"x1 and x2 must have the same dtype, got {x1.dtype} and {x2.dtype}")
         shapes = [x1.shape[:-1], x2.shape[:-1]]
