@@ -8,6 +8,7 @@ import torch
 from e3nn import o3
 
 import liequiv.o3.harmonics as harmonics_module
+from liequiv import native
 from liequiv.o3.harmonics import spherical_harmonics
 from liequiv.o3.wigner import wigner_D
 
@@ -30,9 +31,19 @@ def test_matches_e3nn(normalization, normalize):
     torch.testing.assert_close(ours / scale, ref / scale, atol=1e-10, rtol=0)
 
 
+@pytest.fixture(params=["native", "torch"])
+def kernel(request, monkeypatch):
+    """Run a test with the compiled forward (the default on the CPU) and with the plain torch forward."""
+    if request.param == "torch":
+        monkeypatch.setenv("LIEQUIV_NATIVE", "0")
+    elif harmonics_module._native_kernels() is None:
+        pytest.skip("no C++ compiler")
+    return request.param
+
+
 @pytest.mark.parametrize("lmax", [0, 1, 2, 3, 5, 7, 10, 12])
 @pytest.mark.parametrize("normalization", ["component", "norm", "integral"])
-def test_matches_e3nn_every_lmax(lmax, normalization):
+def test_matches_e3nn_every_lmax(lmax, normalization, kernel):
     # e3nn stops at l = 12; degrees 13..16 are checked by the sum rule, equivariance and the addition theorem
     ours = spherical_harmonics(lmax, X, normalization=normalization)
     ref = o3.spherical_harmonics(list(range(lmax + 1)), X, normalize=True, normalization=normalization)
@@ -169,6 +180,42 @@ def test_zero_vector():
     jac = torch.autograd.functional.jacobian(lambda v: spherical_harmonics(2, v, normalize=False), z)
     torch.testing.assert_close(jac[0, 1:4, 0], math.sqrt(3) * torch.eye(3, dtype=torch.float64), atol=1e-15, rtol=0)
     assert (jac[0, 4:] == 0).all() and (jac[0, 0] == 0).all()
+
+
+def test_native_kernel_is_built_and_used(monkeypatch):
+    # where a compiler exists (CI has one) the compiled forward must build, and it runs for inputs without gradient
+    if native._compiler() is None:
+        pytest.skip("no C++ compiler")
+    assert harmonics_module._native_kernels() is not None
+    calls = []
+    real = harmonics_module._native_forward
+    monkeypatch.setattr(harmonics_module, "_native_forward", lambda *a: calls.append(1) or real(*a))
+    spherical_harmonics(3, X)
+    spherical_harmonics(3, X.clone().requires_grad_())  # autograd: the torch forward
+    with torch.no_grad():
+        spherical_harmonics(3, X.clone().requires_grad_())
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("normalization", ["component", "norm", "integral"])
+def test_native_equals_torch_forward(dtype, normalization, monkeypatch):
+    if harmonics_module._native_kernels() is None:
+        pytest.skip("no C++ compiler")
+    # 0 and tiny vectors, poles, a non-contiguous input and every block tail (sizes around the block of 32 points)
+    v = torch.cat([torch.zeros(1, 3), torch.tensor([[0, 1e-30, 0], [0, 1.0, 0], [0, -2.0, 0]]), torch.randn(99, 3)])
+    v = v.to(dtype)[:, [2, 0, 1]]
+    atol = 1e-13 if dtype == torch.float64 else 2e-5
+    for lmax in range(17):
+        for n in (0, 1, 31, 33, 103):
+            ours = spherical_harmonics(lmax, v[:n], normalization=normalization)
+            monkeypatch.setenv("LIEQUIV_NATIVE", "0")
+            ref = spherical_harmonics(lmax, v[:n], normalization=normalization)  # (1e-30 is 0 in float32)
+            monkeypatch.delenv("LIEQUIV_NATIVE")
+            assert ours.dtype == dtype and ours.shape == (n, (lmax + 1) ** 2)
+            torch.testing.assert_close(ours, ref, atol=atol * (lmax + 1), rtol=0)
+    # the zero vector: Y_0 and zeros, exactly
+    assert (spherical_harmonics(4, v[:1])[0, 1:] == 0).all()
 
 
 def test_tiny_vectors_float32():
