@@ -36,13 +36,17 @@ path-by-path product and 5-8x faster than the Fourier version; the Fourier versi
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from liequiv import native
 from liequiv.o3.harmonics import _check_lmax, _check_normalization, _degree_scale, spherical_harmonics
 from liequiv.o3.s2grid import (
     _by_m,
@@ -138,6 +142,9 @@ def grid_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str 
     ``R`` the broadcast batch flattened (a transposed view). ``lmax_out <= L1 + L2``."""
     L1, L2 = a1.shape[-1] - 1, a2.shape[-1] - 1
     n_beta, n_alpha = grid_product_shape(L1, L2, lmax_out)
+    out = _native_grid_product(a1, a2, lmax_out, (n_beta, n_alpha), normalization)
+    if out is not None:
+        return out
     f1, f2 = (
         _grid_values(_flat(a), *_grid_tensors(L, n_beta, n_alpha, normalization, a)[:2]).view(
             *a.shape[:-2], n_beta, n_alpha
@@ -146,6 +153,101 @@ def grid_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str 
     )
     _, phi, lam_back = _grid_tensors(lmax_out, n_beta, n_alpha, normalization, a1)
     return _grid_project((f1 * f2).reshape(-1, n_beta, n_alpha), phi, lam_back)
+
+
+_NATIVE_SOURCE = Path(__file__).with_name("csrc") / "grid_product.cpp"
+
+
+@functools.cache
+def _native_kernels() -> dict[torch.dtype, Callable[..., None]] | None:
+    lib = native.load(_NATIVE_SOURCE)
+    if lib is None:
+        return None
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    kernels = {torch.float32: lib.grid_product_f32, torch.float64: lib.grid_product_f64}
+    for fn in kernels.values():
+        fn.argtypes = [p, i64, i32, p, p, p, i64, i32, p, p, p, i64, i32, p, p, i32, i32, i32]
+        fn.restype = None
+    return kernels
+
+
+def native_grid_product_available() -> bool:
+    """Whether :func:`grid_product_by_m` runs the compiled kernel on the CPU (see :mod:`liequiv.native`)."""
+    return native.enabled() and _native_kernels() is not None
+
+
+class _Operand(NamedTuple):
+    """A signal of the native grid product: its degree, its table on the grid ("lam": values, "back": projection)
+    and ``rep`` (one stored row serves ``rep`` consecutive signals)."""
+
+    L: int
+    table: str
+    rep: int = 1
+
+
+class _NativeGridProduct(torch.autograd.Function):
+    """``out [R, 2Lo+1, Lo+1] = Σ_b to Σ_a φ (values of x)(values of y)`` by ``csrc/grid_product.cpp``.
+
+    Trilinear in ``(x, y, cotangent)``, with the tables as the only asymmetry: the gradient for ``x`` is the same
+    product of the cotangent (with the output's table) and ``y``, projected with ``x``'s table. So the backward calls
+    this Function again, and every order of derivative runs the compiled kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, ox, oy, oo, grid, normalization):  # type: ignore[override]
+        ctx.save_for_backward(x, y)
+        ctx.args = (ox, oy, oo, grid, normalization)
+        R = x.shape[0] * ox.rep
+        tables = {}
+        for o in (ox, oy, oo):
+            lam, phi, back = _grid_tensors(o.L, *grid, normalization, x)
+            tables[o] = (lam if o.table == "lam" else back, phi)
+        out = x.new_empty(R, 2 * oo.L + 1, oo.L + 1)
+        x, y = x.contiguous(), y.contiguous()
+        (tx, px), (ty, py), (to, po) = tables[ox], tables[oy], tables[oo]
+        _native_kernels()[x.dtype](
+            *(native.ptr(x), ox.rep, ox.L, native.ptr(tx), native.ptr(px)),
+            *(native.ptr(y), oy.rep, oy.L, native.ptr(ty), native.ptr(py)),
+            *(native.ptr(out), R, oo.L, native.ptr(to), native.ptr(po)),
+            *grid,
+            native.threads(),
+        )
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        ox, oy, oo, grid, normalization = ctx.args
+        go = _Operand(oo.L, oo.table)
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = _NativeGridProduct.apply(g, y, go, oy, _Operand(ox.L, ox.table), grid, normalization)
+            gx = gx.view(-1, ox.rep, *gx.shape[1:]).sum(1) if ox.rep > 1 else gx
+        if ctx.needs_input_grad[1]:
+            gy = _NativeGridProduct.apply(g, x, go, ox, _Operand(oy.L, oy.table), grid, normalization)
+            gy = gy.view(-1, oy.rep, *gy.shape[1:]).sum(1) if oy.rep > 1 else gy
+        return gx, gy, None, None, None, None, None
+
+
+def _native_grid_product(
+    a1: Tensor, a2: Tensor, lmax_out: int, grid: tuple[int, int], normalization: str
+) -> Tensor | None:
+    """:func:`grid_product_by_m` by the compiled kernel, or ``None`` where it does not apply (not the CPU, no
+    compiler, a broadcast other than equal batches or a size-1 last batch dimension)."""
+    if a1.device.type != "cpu" or a1.dtype not in (torch.float32, torch.float64) or not native_grid_product_available():
+        return None
+    batch = torch.broadcast_shapes(a1.shape[:-2], a2.shape[:-2])
+    reps = []
+    for a in (a1, a2):
+        if a.shape[:-2] == batch:
+            reps.append(1)
+        elif len(batch) and a.shape[:-2] == (*batch[:-1], 1):
+            reps.append(batch[-1])
+        else:
+            return None
+    L1, L2 = a1.shape[-1] - 1, a2.shape[-1] - 1
+    ox, oy, oo = _Operand(L1, "lam", reps[0]), _Operand(L2, "lam", reps[1]), _Operand(lmax_out, "back")
+    return _NativeGridProduct.apply(_flat(a1), _flat(a2), ox, oy, oo, grid, normalization)
 
 
 def fourier_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str = "component") -> Tensor:

@@ -90,7 +90,7 @@ def _to(key: tuple, arrays: tuple[np.ndarray, ...], dtype: torch.dtype, device: 
     if out is None:
         cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         out = tuple(
-            torch.tensor(a, dtype=cdtype if np.iscomplexobj(a) else dtype, device=device)
+            torch.tensor(np.ascontiguousarray(a), dtype=cdtype if np.iscomplexobj(a) else dtype, device=device)
             if a.dtype != np.int64
             else torch.tensor(a, device=device)
             for a in arrays

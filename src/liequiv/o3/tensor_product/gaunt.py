@@ -50,6 +50,7 @@ from liequiv.o3.gaunt import (
     gaunt_coefficients,
     grid_product_by_m,
     grid_product_shape,
+    native_grid_product_available,
 )
 from liequiv.o3.irreps import Irreps
 from liequiv.o3.tensor_product.interface import TensorProductSpec, register_backend
@@ -181,9 +182,15 @@ class GauntTensorProduct(nn.Module):
         # batch chunks (TensorProduct.chunk_bytes, counted in output-sized rows) whose grid values take ~GRID_BYTES
         points = math.prod(grid_shape(L1, L2, self.lmax_out))
         row = max(irreps1.dim, irreps2.dim, irreps_out.dim, 1)
-        self.chunk_bytes = max(1, GRID_BYTES * row // (c * points))
+        self._grid_chunk_bytes = max(1, GRID_BYTES * row // (c * points))
         self.register_buffer("out_scale", out_scale, persistent=False)
         self.d_out = irreps_out.dim
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Batch chunks sized for the grid values in memory; none (0) where the compiled grid kernel runs, which
+        keeps each block's grid in the cache."""
+        return 0 if self.product is grid_product_by_m and native_grid_product_available() else self._grid_chunk_bytes
 
     @staticmethod
     def _gather(irreps: Irreps, degrees: dict[int, int], lmax: int, channels: int) -> Tensor:
