@@ -163,10 +163,10 @@ def _native_kernels() -> dict[torch.dtype, Callable[..., None]] | None:
     lib = native.load(_NATIVE_SOURCE)
     if lib is None:
         return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     kernels = {torch.float32: lib.grid_product_f32, torch.float64: lib.grid_product_f64}
+    args = ctypes.POINTER(_OperandArgs)
     for fn in kernels.values():
-        fn.argtypes = [p, i64, i32, p, p, p, i64, i32, p, p, p, i64, i32, p, p, i32, i32, i32]
+        fn.argtypes = [args, args, args, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         fn.restype = None
     return kernels
 
@@ -176,57 +176,101 @@ def native_grid_product_available() -> bool:
     return native.enabled() and _native_kernels() is not None
 
 
-class _Operand(NamedTuple):
-    """A signal of the native grid product: its degree, its table on the grid ("lam": values, "back": projection)
-    and ``rep`` (one stored row serves ``rep`` consecutive signals)."""
+class _OperandArgs(ctypes.Structure):
+    _fields_ = [(name, kind) for name, kind in zip(
+        ("data", "D", "base", "step", "scale", "L", "table", "phi"),
+        (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+         ctypes.c_void_p, ctypes.c_void_p),
+    )]
+
+
+class GridLayout(NamedTuple):
+    """Where one operand of the compiled grid product keeps its signals, in a row-major ``[Z, D]`` tensor.
+
+    Signal ``r = z C + u`` (sample ``z``, channel ``u``) has its coefficient ``k`` (by ``m``: ``k = (L + m)(L + 1) +
+    l``) at column ``base[k] + u step[k]`` of row ``z``, times ``scale[k]``, both when read and when written;
+    ``base[k] < 0``: zero, not written. ``table``: the operand's grid table, ``"lam"`` (values) for the inputs of the
+    forward and ``"back"`` (projection) for its output. ``covered``: writing it sets every column of ``[Z, D]``.
+    """
 
     L: int
     table: str
-    rep: int = 1
+    D: int
+    base: Tensor  # int32 [K]
+    step: Tensor  # int32 [K]
+    scale: Tensor  # float64 [K]
+    covered: bool
+
+    @property
+    def shared(self) -> bool:
+        """One signal per sample, read by all its channels (``step = 0``)."""
+        return not bool(self.step.any())
+
+    def per_channel(self, C: int) -> GridLayout:
+        """The layout ``[Z, C, D]`` of a shared operand's per-channel gradients (summed over ``C`` after)."""
+        step = torch.where(self.base >= 0, self.D, 0).to(torch.int32)
+        return self._replace(D=C * self.D, step=step)
+
+
+@functools.cache
+def by_m_layout(L: int, C: int, table: str, shared: bool) -> GridLayout:
+    """The layout of signals by ``m``, ``[Z, C, 2L+1, L+1]`` (or ``[Z, 1, 2L+1, L+1]`` when ``shared``)."""
+    K = (2 * L + 1) * (L + 1)
+    k = torch.arange(K, dtype=torch.int32)
+    step = torch.zeros(K, dtype=torch.int32) if shared else torch.full((K,), K, dtype=torch.int32)
+    return GridLayout(L, table, K if shared else C * K, k, step, torch.ones(K, dtype=torch.float64), True)
 
 
 class _NativeGridProduct(torch.autograd.Function):
-    """``out [R, 2Lo+1, Lo+1] = Σ_b to Σ_a φ (values of x)(values of y)`` by ``csrc/grid_product.cpp``.
+    """``out = Σ_b to Σ_a φ (values of x)(values of y)`` by ``csrc/grid_product.cpp``, in the layouts given.
 
-    Trilinear in ``(x, y, cotangent)``, with the tables as the only asymmetry: the gradient for ``x`` is the same
-    product of the cotangent (with the output's table) and ``y``, projected with ``x``'s table. So the backward calls
-    this Function again, and every order of derivative runs the compiled kernel.
+    Trilinear in ``(x, y, cotangent)``, with the tables and layouts as the only asymmetry: the gradient for ``x`` is
+    the same product of the cotangent (read with the output's table and layout) and ``y``, written with ``x``'s. So
+    the backward calls this Function again, and every order of derivative runs the compiled kernel.
     """
 
     @staticmethod
-    def forward(ctx, x, y, ox, oy, oo, grid, normalization):  # type: ignore[override]
-        ctx.save_for_backward(x, y)
-        ctx.args = (ox, oy, oo, grid, normalization)
-        R = x.shape[0] * ox.rep
-        tables = {}
-        for o in (ox, oy, oo):
-            lam, phi, back = _grid_tensors(o.L, *grid, normalization, x)
-            tables[o] = (lam if o.table == "lam" else back, phi)
-        out = x.new_empty(R, 2 * oo.L + 1, oo.L + 1)
+    def forward(ctx, x, y, lx, ly, lo, Z, C, grid, normalization):  # type: ignore[override]
         x, y = x.contiguous(), y.contiguous()
-        (tx, px), (ty, py), (to, po) = tables[ox], tables[oy], tables[oo]
-        _native_kernels()[x.dtype](
-            *(native.ptr(x), ox.rep, ox.L, native.ptr(tx), native.ptr(px)),
-            *(native.ptr(y), oy.rep, oy.L, native.ptr(ty), native.ptr(py)),
-            *(native.ptr(out), R, oo.L, native.ptr(to), native.ptr(po)),
-            *grid,
-            native.threads(),
-        )
+        ctx.save_for_backward(x, y)
+        ctx.args = (lx, ly, lo, Z, C, grid, normalization)
+        out = (x.new_empty if lo.covered else x.new_zeros)(Z, lo.D)
+        keep = []  # the tensors behind the pointers, alive until the call returns
+
+        def args(t: Tensor, layout: GridLayout) -> _OperandArgs:
+            lam, phi, back = _grid_tensors(layout.L, *grid, normalization, x)
+            scale = layout.scale.to(x.dtype)
+            keep.append(scale)
+            table = lam if layout.table == "lam" else back
+            ptrs = (native.ptr(a) for a in (t, layout.base, layout.step, scale, table, phi))
+            data, base, step, scale_p, table_p, phi_p = ptrs
+            return _OperandArgs(data, layout.D, base, step, scale_p, layout.L, table_p, phi_p)
+
+        a, b, c = args(x, lx), args(y, ly), args(out, lo)
+        _native_kernels()[x.dtype](ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), Z, C, *grid, native.threads())
         return out
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         x, y = ctx.saved_tensors
-        ox, oy, oo, grid, normalization = ctx.args
-        go = _Operand(oo.L, oo.table)
-        gx = gy = None
-        if ctx.needs_input_grad[0]:
-            gx = _NativeGridProduct.apply(g, y, go, oy, _Operand(ox.L, ox.table), grid, normalization)
-            gx = gx.view(-1, ox.rep, *gx.shape[1:]).sum(1) if ox.rep > 1 else gx
-        if ctx.needs_input_grad[1]:
-            gy = _NativeGridProduct.apply(g, x, go, ox, _Operand(oy.L, oy.table), grid, normalization)
-            gy = gy.view(-1, oy.rep, *gy.shape[1:]).sum(1) if oy.rep > 1 else gy
-        return gx, gy, None, None, None, None, None
+        lx, ly, lo, Z, C, grid, normalization = ctx.args
+        grads = [None, None]
+        for i, (other, l_self, l_other) in enumerate(((y, lx, ly), (x, ly, lx))):
+            if ctx.needs_input_grad[i]:
+                spread = l_self.shared and C > 1  # per-channel gradients, then their sum
+                target = l_self.per_channel(C) if spread else l_self
+                gi = _NativeGridProduct.apply(g, other, lo, l_other, target, Z, C, grid, normalization)
+                grads[i] = gi.view(Z, C, l_self.D).sum(1) if spread else gi
+        return *grads, None, None, None, None, None, None, None
+
+
+def native_grid_product(
+    x: Tensor, y: Tensor, layouts: tuple[GridLayout, GridLayout, GridLayout], Z: int, C: int, grid: tuple[int, int],
+    normalization: str = "component",
+) -> Tensor:
+    """The Gaunt product on the ``grid`` of ``Z`` samples of ``C`` signals, ``x [Z, Dx]``, ``y [Z, Dy]`` -> ``[Z, Do]``
+    in the given layouts, by the compiled kernel (check :func:`native_grid_product_available` first)."""
+    return _NativeGridProduct.apply(x, y, *layouts, Z, C, grid, normalization)
 
 
 def _native_grid_product(
@@ -237,17 +281,22 @@ def _native_grid_product(
     if a1.device.type != "cpu" or a1.dtype not in (torch.float32, torch.float64) or not native_grid_product_available():
         return None
     batch = torch.broadcast_shapes(a1.shape[:-2], a2.shape[:-2])
-    reps = []
+    C = batch[-1] if batch else 1
+    Z = math.prod(batch[:-1])
+    shared = []
     for a in (a1, a2):
-        if a.shape[:-2] == batch:
-            reps.append(1)
-        elif len(batch) and a.shape[:-2] == (*batch[:-1], 1):
-            reps.append(batch[-1])
-        else:
+        if a.shape[:-2] != batch and (not batch or a.shape[:-2] != (*batch[:-1], 1)):
             return None
+        shared.append(a.shape[:-2] != batch)
     L1, L2 = a1.shape[-1] - 1, a2.shape[-1] - 1
-    ox, oy, oo = _Operand(L1, "lam", reps[0]), _Operand(L2, "lam", reps[1]), _Operand(lmax_out, "back")
-    return _NativeGridProduct.apply(_flat(a1), _flat(a2), ox, oy, oo, grid, normalization)
+    layouts = (
+        by_m_layout(L1, C, "lam", shared[0]),
+        by_m_layout(L2, C, "lam", shared[1]),
+        by_m_layout(lmax_out, C, "back", False),
+    )
+    x, y = a1.reshape(Z, layouts[0].D), a2.reshape(Z, layouts[1].D)
+    out = native_grid_product(x, y, layouts, Z, C, grid, normalization)
+    return out.view(Z * C, 2 * lmax_out + 1, lmax_out + 1)
 
 
 def fourier_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str = "component") -> Tensor:

@@ -3,7 +3,9 @@
 //   values   f(β_b, α_a) = Σ_m phi[m][a] Σ_l lam[m][l][b] x[m][l]                      (x and y, tables tx, ty)
 //   output   out[m][l]   = Σ_b to[m][l][b] Σ_a phi_o[m][a] f_x(β_b, α_a) f_y(β_b, α_a)     (table to)
 // The forward uses (lam1, lam2, lam_back3); the gradients are the same operation with the tables permuted (see
-// gaunt.py), so this one kernel serves every order of derivative. W signals run in the lanes of one vector (GCC
+// gaunt.py), so this one kernel serves every order of derivative. Signal r = z C + u (sample z, channel u) finds its
+// coefficient k of an operand at column base[k] + u step[k] of row z (e3nn's layout, or a plain [.., M, L+1] one),
+// times scale[k]; base[k] < 0 reads 0 and is not written. W signals run in the lanes of one vector (GCC
 // vector extensions: one or two AVX-512 registers); a block's whole grid stays in cache, so only the inputs and the
 // output touch memory.
 #include <algorithm>
@@ -25,12 +27,16 @@ struct Lanes<double> {
   typedef double type __attribute__((vector_size(W * sizeof(double))));
 };
 
-struct Signal {
-  const void* data;  // [rows][M][L+1]
-  int64_t rep;       // signal r reads row r / rep (rep > 1: one row shared by rep consecutive signals)
+template <typename T>
+struct Operand {
+  T* data;  // [Z][D]
+  int64_t D;
+  const int32_t* base;  // [K], K = (2L+1)(L+1) by m
+  const int32_t* step;  // [K]
+  const T* scale;       // [K]
   int L;
-  const void* lam;  // [M][L+1][nb]
-  const void* phi;  // [M][na]
+  const T* table;  // [M][L+1][nb]: lam (values) or lam_back (projection)
+  const T* phi;    // [M][na]
 };
 
 // y[i * sy] (=, or *= when multiply) Σ_j A[i * si + j * sj] x[j * sx] for i < rows, j < cols: four rows at a time,
@@ -67,71 +73,134 @@ template <typename T>
 struct Block {
   using V = typename Lanes<T>::type;
   int nb, na;
-  std::vector<V> coef, g, f;  // [M][L+1], [nb][M], [nb][na] of W lanes
+  std::vector<V> coef, g, f, even, odd;  // [M][L+1], [nb][M], [nb][na], [na/2 + 1] twice, of W lanes
 
   Block(int nb_, int na_, int L)
-      : nb(nb_), na(na_), coef(size_t(2 * L + 1) * (L + 1)), g(size_t(nb_) * (2 * L + 1)), f(size_t(nb_) * na_) {}
+      : nb(nb_), na(na_), coef(size_t(2 * L + 1) * (L + 1)), g(size_t(nb_) * (2 * L + 1)), f(size_t(nb_) * na_),
+        even(na_ / 2 + 1), odd(na_ / 2 + 1) {}
 
-  // grid values of the W signals from row r0 of s into f, or multiplied into f
-  void values(const Signal& s, int64_t r0, int64_t R, bool multiply) {
-    const int L = s.L, M = 2 * L + 1, K = M * (L + 1);
-    const T* lam = static_cast<const T*>(s.lam);
-    const T* phi = static_cast<const T*>(s.phi);
+  // the row offset and channel of the W signals r0.. (the last one repeated past R)
+  int64_t row[W], u[W];
+  void lanes(int64_t r0, int64_t R, int64_t C, int64_t D) {
     for (int w = 0; w < W; ++w) {
-      const T* row = static_cast<const T*>(s.data) + (std::min(r0 + w, R - 1) / s.rep) * K;
-      for (int k = 0; k < K; ++k) coef[k][w] = row[k];
+      const int64_t r = std::min(r0 + w, R - 1);
+      row[w] = r / C * D;
+      u[w] = r % C;
+    }
+  }
+
+  // grid values of the W signals r0.. of s into f, or multiplied into f
+  void values(const Operand<T>& s, int64_t r0, int64_t R, int64_t C, bool multiply) {
+    const int L = s.L, M = 2 * L + 1, K = M * (L + 1);
+    const T* lam = s.table;
+    const T* phi = s.phi;
+    lanes(r0, R, C, s.D);
+    for (int k = 0; k < K; ++k) {
+      V v = {};
+      if (s.base[k] >= 0) {
+        const T* p = s.data + s.base[k];
+        const int64_t st = s.step[k];
+        for (int w = 0; w < W; ++w) v[w] = p[row[w] + u[w] * st];
+        v *= s.scale[k];
+      }
+      coef[k] = v;
     }
     for (int m = 0; m < M; ++m) {  // g[b][m] = Σ_l lam[m][l][b] coef[m][l], l >= |m|
       const int l0 = m < L ? L - m : m - L, k0 = m * (L + 1) + l0;
       matvec(lam + k0 * nb, 1, nb, nb, L + 1 - l0, coef.data() + k0, 1, g.data() + m, M, false);
     }
-    for (int b = 0; b < nb; ++b)  // f[b][a] = Σ_m phi[m][a] g[b][m]
-      matvec(phi, 1, na, na, M, g.data() + b * M, 1, f.data() + b * na, 1, multiply);
+    // f[b][a] = Σ_m phi[m][a] g[b][m] by the symmetry α -> 2π - α of the grid: cos(mα) is even, sin(|m|α) odd,
+    // so the even part E (m >= 0) and the odd part O (m < 0) at a <= na/2 give f = E ± O at a and na - a.
+    const int h = na / 2;
+    for (int b = 0; b < nb; ++b) {
+      matvec(phi + L * na, 1, na, h + 1, L + 1, g.data() + b * M + L, 1, even.data(), 1, false);
+      matvec(phi, 1, na, h + 1, L, g.data() + b * M, 1, odd.data(), 1, false);
+      V* fb = f.data() + b * na;
+      for (int a = 0; a <= h; ++a) {
+        const V e = even[a], o = L > 0 ? odd[a] : V{};
+        const int p = (na - a) % na;
+        fb[a] = multiply ? fb[a] * (e + o) : e + o;
+        if (p != a) fb[p] = multiply ? fb[p] * (e - o) : e - o;
+      }
+    }
   }
 
-  // project f on degrees <= L with the tables (to, phi) into the W output rows from r0
-  void project(T* out, int L, const T* to, const T* phi, int64_t r0, int64_t R) {
-    const int M = 2 * L + 1, K = M * (L + 1);
-    for (int b = 0; b < nb; ++b)  // g[b][m] = Σ_a phi[m][a] f[b][a]
-      matvec(phi, na, 1, M, na, f.data() + b * na, 1, g.data() + b * M, 1, false);
+  // project f on degrees <= L with the tables of o into the output of the W signals r0..
+  void project(const Operand<T>& o, int64_t r0, int64_t R, int64_t C) {
+    const int L = o.L, M = 2 * L + 1, K = M * (L + 1);
+    const T* to = o.table;
+    const T* phi = o.phi;
+    // g[b][m] = Σ_a phi[m][a] f[b][a], by the same symmetry: the sums S and differences D of f at a and na - a
+    const int h = na / 2;
+    for (int b = 0; b < nb; ++b) {
+      const V* fb = f.data() + b * na;
+      for (int a = 0; a <= h; ++a) {
+        const int p = (na - a) % na;
+        even[a] = p != a ? fb[a] + fb[p] : fb[a];
+        odd[a] = p != a ? fb[a] - fb[p] : V{};
+      }
+      matvec(phi + L * na, na, 1, L + 1, h + 1, even.data(), 1, g.data() + b * M + L, 1, false);
+      matvec(phi, na, 1, L, h + 1, odd.data(), 1, g.data() + b * M, 1, false);
+    }
     for (int m = 0; m < M; ++m) {  // coef[m][l] = Σ_b to[m][l][b] g[b][m] for l >= |m|, 0 below
       const int l0 = m < L ? L - m : m - L, k0 = m * (L + 1) + l0;
       std::fill(coef.begin() + m * (L + 1), coef.begin() + k0, V{});
       matvec(to + k0 * nb, nb, 1, L + 1 - l0, nb, g.data() + m, M, coef.data() + k0, 1, false);
     }
     const int n = int(std::min<int64_t>(W, R - r0));
-    for (int w = 0; w < n; ++w) {
-      T* row = out + (r0 + w) * K;
-      for (int k = 0; k < K; ++k) row[k] = coef[k][w];
+    lanes(r0, R, C, o.D);
+    for (int k = 0; k < K; ++k) {
+      if (o.base[k] < 0) continue;
+      const V v = coef[k] * o.scale[k];
+      T* p = o.data + o.base[k];
+      const int64_t st = o.step[k];
+      for (int w = 0; w < n; ++w) p[row[w] + u[w] * st] = v[w];
     }
   }
 };
 
 template <typename T>
-void grid_product(const Signal& x, const Signal& y, T* out, int64_t R, int Lo, const T* to, const T* phio, int nb,
-                  int na, int n_threads) {
-  const int64_t blocks = (R + W - 1) / W;
+void grid_product(const Operand<T>& x, const Operand<T>& y, const Operand<T>& o, int64_t Z, int64_t C, int nb, int na,
+                  int n_threads) {
+  const int64_t R = Z * C, blocks = (R + W - 1) / W;
 #pragma omp parallel num_threads(n_threads)
   {
-    Block<T> blk(nb, na, std::max({x.L, y.L, Lo}));
+    Block<T> blk(nb, na, std::max({x.L, y.L, o.L}));
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i) {
-      blk.values(x, i * W, R, false);
-      blk.values(y, i * W, R, true);
-      blk.project(out, Lo, to, phio, i * W, R);
+      blk.values(x, i * W, R, C, false);
+      blk.values(y, i * W, R, C, true);
+      blk.project(o, i * W, R, C);
     }
   }
 }
 
+// The operands as the caller passes them (a ctypes.Structure in gaunt.py): pointers in the dtype of the call.
+struct OperandArgs {
+  void* data;
+  int64_t D;
+  const int32_t* base;
+  const int32_t* step;
+  const void* scale;
+  int64_t L;
+  const void* table;
+  const void* phi;
+};
+
+template <typename T>
+Operand<T> typed(const OperandArgs& a) {
+  return {static_cast<T*>(a.data), a.D, a.base, a.step, static_cast<const T*>(a.scale), int(a.L),
+          static_cast<const T*>(a.table), static_cast<const T*>(a.phi)};
+}
+
+// x, y are read, out is written; Z samples of C signals each; the grid has nb x na points.
 }  // namespace
 
-// x, y: [rows][2L+1][L+1] by m; out: [R][2Lo+1][Lo+1]; tables in the signals' dtype.
-#define GRID_PRODUCT(NAME, T)                                                                                       \
-  extern "C" void NAME(const T* x, int64_t rep_x, int Lx, const T* tx, const T* phix, const T* y, int64_t rep_y,    \
-                       int Ly, const T* ty, const T* phiy, T* out, int64_t R, int Lo, const T* to, const T* phio,   \
-                       int nb, int na, int n_threads) {                                                            \
-    grid_product<T>(Signal{x, rep_x, Lx, tx, phix}, Signal{y, rep_y, Ly, ty, phiy}, out, R, Lo, to, phio, nb, na, \
-                    n_threads);                                                                                     \
-  }
-GRID_PRODUCT(grid_product_f32, float)
-GRID_PRODUCT(grid_product_f64, double)
+extern "C" void grid_product_f32(const OperandArgs* x, const OperandArgs* y, const OperandArgs* out, int64_t Z,
+                                 int64_t C, int nb, int na, int n_threads) {
+  grid_product(typed<float>(*x), typed<float>(*y), typed<float>(*out), Z, C, nb, na, n_threads);
+}
+extern "C" void grid_product_f64(const OperandArgs* x, const OperandArgs* y, const OperandArgs* out, int64_t Z,
+                                 int64_t C, int nb, int na, int n_threads) {
+  grid_product(typed<double>(*x), typed<double>(*y), typed<double>(*out), Z, C, nb, na, n_threads);
+}

@@ -45,11 +45,13 @@ import torch
 from torch import Tensor, nn
 
 from liequiv.o3.gaunt import (
+    GridLayout,
     fourier_product_by_m,
     fourier_product_shape,
     gaunt_coefficients,
     grid_product_by_m,
     grid_product_shape,
+    native_grid_product,
     native_grid_product_available,
 )
 from liequiv.o3.irreps import Irreps
@@ -185,12 +187,42 @@ class GauntTensorProduct(nn.Module):
         self._grid_chunk_bytes = max(1, GRID_BYTES * row // (c * points))
         self.register_buffer("out_scale", out_scale, persistent=False)
         self.d_out = irreps_out.dim
+        # the same maps as layouts of the compiled grid product (channel u=0 and the stride between channels)
+        self.grid = grid_shape(L1, L2, self.lmax_out)
+        out_degrees = {l: i for l, i in deg3.items() if l <= L}
+        self.layouts = (
+            self._layout(irreps1, deg1, L1, "lam", c, True, {}),
+            self._layout(irreps2, deg2, L2, "lam", c, channels2 > 1, {}),
+            self._layout(irreps_out, out_degrees, L, "back", c, True, {l: scale[i] for l, i in out_degrees.items()}),
+        )
 
     @property
     def chunk_bytes(self) -> int:
         """Batch chunks sized for the grid values in memory; none (0) where the compiled grid kernel runs, which
         keeps each block's grid in the cache."""
-        return 0 if self.product is grid_product_by_m and native_grid_product_available() else self._grid_chunk_bytes
+        return 0 if self._native() else self._grid_chunk_bytes
+
+    def _native(self, x: Tensor | None = None) -> bool:
+        """Whether the compiled grid kernel runs (for ``x``: on the CPU, in float32 or float64)."""
+        if x is not None and (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64)):
+            return False
+        return self.product is grid_product_by_m and native_grid_product_available()
+
+    @classmethod
+    def _layout(
+        cls, irreps: Irreps, degrees: dict[int, int], lmax: int, table: str, C: int, strided: bool, scale: dict
+    ) -> GridLayout:
+        """The layout of ``x [Z, irreps.dim]`` for the compiled grid product: the columns of channel 0 by ``m``, the
+        stride ``2l + 1`` between channels (0: one signal shared by the channels), ``scale`` per degree (else 1)."""
+        index = cls._gather(irreps, degrees, lmax, 1)[0].reshape(-1)  # [(2L+1)(L+1)]
+        base = torch.where(index < irreps.dim, index, -1)
+        l = torch.arange(lmax + 1).repeat(2 * lmax + 1)
+        step = torch.where(base >= 0, 2 * l + 1, 0) if strided else torch.zeros_like(base)
+        s = torch.tensor([scale.get(int(d), 1.0) for d in l], dtype=torch.float64)
+        valid = base >= 0
+        cols = base[valid][None] + torch.arange(C)[:, None] * step[valid][None]
+        covered = cols.unique().numel() == irreps.dim
+        return GridLayout(lmax, table, irreps.dim, base.to(torch.int32), step.to(torch.int32), s, covered)
 
     @staticmethod
     def _gather(irreps: Irreps, degrees: dict[int, int], lmax: int, channels: int) -> Tensor:
@@ -212,6 +244,8 @@ class GauntTensorProduct(nn.Module):
         z = x1.shape[0]
         if self.channels == 0 or z == 0:
             return x1.new_zeros(z, self.d_out)
+        if self._native(x1):  # straight from e3nn's layout to e3nn's layout
+            return native_grid_product(x1, x2, self.layouts, z, self.channels, self.grid)
         y = self.product(self._signals(x1, self.index1), self._signals(x2, self.index2), self.lmax_out)
         y = torch.cat([y.reshape(z, -1), y.new_zeros(z, 1)], 1)
         return y.index_select(1, self.out_index) * self.out_scale.to(y.dtype)
