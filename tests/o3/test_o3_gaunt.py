@@ -126,14 +126,15 @@ def test_equivariance_e3nn_wigner(product) -> None:
     g = torch.Generator().manual_seed(6)
     x1 = torch.randn(4, (L1 + 1) ** 2, dtype=torch.float64, generator=g)
     x2 = torch.randn(4, (L2 + 1) ** 2, dtype=torch.float64, generator=g)
+    torch.manual_seed(6)
     angles = o3.rand_angles(dtype=torch.float64)
 
     def D(L: int) -> torch.Tensor:
         return torch.block_diag(*[o3.wigner_D(l, *angles) for l in range(L + 1)])
 
     out = product(x1 @ D(L1).T, x2 @ D(L2).T, L3)
-    # e3nn's Wigner-D is built from float32 constants (about 1e-6)
-    torch.testing.assert_close(out, product(x1, x2, L3) @ D(L3).T, atol=1e-5, rtol=0)
+    # e3nn's Wigner-D is built from float32 constants (about 1e-6 relative; outputs reach about 30)
+    torch.testing.assert_close(out, product(x1, x2, L3) @ D(L3).T, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("product", PRODUCTS)

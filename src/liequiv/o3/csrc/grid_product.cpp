@@ -39,33 +39,31 @@ struct Operand {
   const T* phi;    // [M][na]
 };
 
-// y[i * sy] (=, or *= when multiply) Σ_j A[i * si + j * sj] x[j * sx] for i < rows, j < cols: four rows at a time,
-// so that four independent chains of multiply-adds are in flight and each x[j] is loaded once for them.
+// Rows i0 .. i0 + N - 1 of matvec below: N independent chains of multiply-adds, each x[j] loaded once for all.
+template <int N, typename T, typename V>
+inline void matvec_rows(const T* A, int si, int sj, int i0, int cols, const V* x, int sx, V* y, int sy, bool multiply) {
+  V acc[N] = {};
+  const T* r = A + i0 * si;
+  for (int j = 0; j < cols; ++j) {
+    const V v = x[j * sx];
+    for (int n = 0; n < N; ++n) acc[n] += r[j * sj + n * si] * v;
+  }
+  for (int n = 0; n < N; ++n) {
+    V& o = y[(i0 + n) * sy];
+    o = multiply ? o * acc[n] : acc[n];
+  }
+}
+
+// y[i * sy] (=, or *= when multiply) Σ_j A[i * si + j * sj] x[j * sx] for i < rows, j < cols, four rows at a time.
 template <typename T, typename V>
 void matvec(const T* A, int si, int sj, int rows, int cols, const V* x, int sx, V* y, int sy, bool multiply) {
   int i = 0;
-  for (; i + 4 <= rows; i += 4) {
-    V a0 = {}, a1 = {}, a2 = {}, a3 = {};
-    const T* r = A + i * si;
-    for (int j = 0; j < cols; ++j) {
-      const V v = x[j * sx];
-      const T* c = r + j * sj;
-      a0 += c[0] * v;
-      a1 += c[si] * v;
-      a2 += c[2 * si] * v;
-      a3 += c[3 * si] * v;
-    }
-    V* o = y + i * sy;
-    if (multiply) {
-      o[0] *= a0, o[sy] *= a1, o[2 * sy] *= a2, o[3 * sy] *= a3;
-    } else {
-      o[0] = a0, o[sy] = a1, o[2 * sy] = a2, o[3 * sy] = a3;
-    }
-  }
-  for (; i < rows; ++i) {
-    V a = {};
-    for (int j = 0; j < cols; ++j) a += A[i * si + j * sj] * x[j * sx];
-    y[i * sy] = multiply ? y[i * sy] * a : a;
+  for (; i + 4 <= rows; i += 4) matvec_rows<4>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+  switch (rows - i) {
+    case 3: return matvec_rows<3>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+    case 2: return matvec_rows<2>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+    case 1: return matvec_rows<1>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+    default: return;
   }
 }
 
@@ -79,14 +77,17 @@ struct Block {
       : nb(nb_), na(na_), coef(size_t(2 * L + 1) * (L + 1)), g(size_t(nb_) * (2 * L + 1)), f(size_t(nb_) * na_),
         even(na_ / 2 + 1), odd(na_ / 2 + 1) {}
 
-  // the row offset and channel of the W signals r0.. (the last one repeated past R)
-  int64_t row[W], u[W];
-  void lanes(int64_t r0, int64_t R, int64_t C, int64_t D) {
+  // the sample z and channel u of the W signals r0.. (the last one repeated past R); contiguous: one sample, W
+  // consecutive channels (then lane w of coefficient k sits at a fixed stride from lane 0)
+  int64_t z[W], u[W];
+  bool contiguous;
+  void lanes(int64_t r0, int64_t R, int64_t C) {
+    int64_t zi = r0 / C, ui = r0 % C;
     for (int w = 0; w < W; ++w) {
-      const int64_t r = std::min(r0 + w, R - 1);
-      row[w] = r / C * D;
-      u[w] = r % C;
+      z[w] = zi, u[w] = ui;
+      if (r0 + w + 1 < R && ++ui == C) ui = 0, ++zi;
     }
+    contiguous = z[0] == z[W - 1] && u[W - 1] == u[0] + W - 1;
   }
 
   // grid values of the W signals r0.. of s into f, or multiplied into f
@@ -94,13 +95,17 @@ struct Block {
     const int L = s.L, M = 2 * L + 1, K = M * (L + 1);
     const T* lam = s.table;
     const T* phi = s.phi;
-    lanes(r0, R, C, s.D);
     for (int k = 0; k < K; ++k) {
       V v = {};
       if (s.base[k] >= 0) {
-        const T* p = s.data + s.base[k];
         const int64_t st = s.step[k];
-        for (int w = 0; w < W; ++w) v[w] = p[row[w] + u[w] * st];
+        const T* p = s.data + s.base[k];
+        if (contiguous) {
+          p += z[0] * s.D + u[0] * st;
+          for (int w = 0; w < W; ++w) v[w] = p[w * st];
+        } else {
+          for (int w = 0; w < W; ++w) v[w] = p[z[w] * s.D + u[w] * st];
+        }
         v *= s.scale[k];
       }
       coef[k] = v;
@@ -148,13 +153,17 @@ struct Block {
       matvec(to + k0 * nb, nb, 1, L + 1 - l0, nb, g.data() + m, M, coef.data() + k0, 1, false);
     }
     const int n = int(std::min<int64_t>(W, R - r0));
-    lanes(r0, R, C, o.D);
     for (int k = 0; k < K; ++k) {
       if (o.base[k] < 0) continue;
       const V v = coef[k] * o.scale[k];
-      T* p = o.data + o.base[k];
       const int64_t st = o.step[k];
-      for (int w = 0; w < n; ++w) p[row[w] + u[w] * st] = v[w];
+      T* p = o.data + o.base[k];
+      if (contiguous) {
+        p += z[0] * o.D + u[0] * st;
+        for (int w = 0; w < W; ++w) p[w * st] = v[w];
+      } else {
+        for (int w = 0; w < n; ++w) p[z[w] * o.D + u[w] * st] = v[w];
+      }
     }
   }
 };
@@ -168,6 +177,7 @@ void grid_product(const Operand<T>& x, const Operand<T>& y, const Operand<T>& o,
     Block<T> blk(nb, na, std::max({x.L, y.L, o.L}));
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i) {
+      blk.lanes(i * W, R, C);
       blk.values(x, i * W, R, C, false);
       blk.values(y, i * W, R, C, true);
       blk.project(o, i * W, R, C);
