@@ -37,11 +37,11 @@ path-by-path product and 5-8x faster than the Fourier version; the Fourier versi
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -184,7 +184,8 @@ class _OperandArgs(ctypes.Structure):
     )]
 
 
-class GridLayout(NamedTuple):
+@dataclasses.dataclass(eq=False)
+class GridLayout:
     """Where one operand of the compiled grid product keeps its signals, in a row-major ``[Z, D]`` tensor.
 
     Signal ``r = z C + u`` (sample ``z``, channel ``u``) has its coefficient ``k`` (by ``m``: ``k = (L + m)(L + 1) +
@@ -200,6 +201,7 @@ class GridLayout(NamedTuple):
     step: Tensor  # int32 [K]
     scale: Tensor  # float64 [K]
     covered: bool
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def shared(self) -> bool:
@@ -208,8 +210,22 @@ class GridLayout(NamedTuple):
 
     def per_channel(self, C: int) -> GridLayout:
         """The layout ``[Z, C, D]`` of a shared operand's per-channel gradients (summed over ``C`` after)."""
-        step = torch.where(self.base >= 0, self.D, 0).to(torch.int32)
-        return self._replace(D=C * self.D, step=step)
+        key = ("per_channel", C)
+        if key not in self._cache:
+            step = torch.where(self.base >= 0, self.D, 0).to(torch.int32)
+            self._cache[key] = dataclasses.replace(self, D=C * self.D, step=step, _cache={})
+        return self._cache[key]
+
+    def static_args(self, dtype: torch.dtype, grid: tuple[int, int], normalization: str) -> tuple:
+        """``(base, step, scale, L, table, phi)`` of the kernel's operand, as pointers, built once per dtype and grid
+        (the tensors behind them stay in the cache)."""
+        key = (dtype, grid, normalization)
+        if key not in self._cache:
+            lam, phi, back = _grid_tensors(self.L, *grid, normalization, torch.empty(0, dtype=dtype))
+            tensors = (self.base, self.step, self.scale.to(dtype), lam if self.table == "lam" else back, phi)
+            base, step, scale, table, phi_p = (native.ptr(t) for t in tensors)
+            self._cache[key] = (tensors, (base, step, scale, self.L, table, phi_p))
+        return self._cache[key][1]
 
 
 @functools.cache
@@ -235,18 +251,10 @@ class _NativeGridProduct(torch.autograd.Function):
         ctx.save_for_backward(x, y)
         ctx.args = (lx, ly, lo, Z, C, grid, normalization)
         out = (x.new_empty if lo.covered else x.new_zeros)(Z, lo.D)
-        keep = []  # the tensors behind the pointers, alive until the call returns
-
-        def args(t: Tensor, layout: GridLayout) -> _OperandArgs:
-            lam, phi, back = _grid_tensors(layout.L, *grid, normalization, x)
-            scale = layout.scale.to(x.dtype)
-            keep.append(scale)
-            table = lam if layout.table == "lam" else back
-            ptrs = (native.ptr(a) for a in (t, layout.base, layout.step, scale, table, phi))
-            data, base, step, scale_p, table_p, phi_p = ptrs
-            return _OperandArgs(data, layout.D, base, step, scale_p, layout.L, table_p, phi_p)
-
-        a, b, c = args(x, lx), args(y, ly), args(out, lo)
+        a, b, c = (
+            _OperandArgs(t.data_ptr(), layout.D, *layout.static_args(x.dtype, grid, normalization))
+            for t, layout in ((x, lx), (y, ly), (out, lo))
+        )
         _native_kernels()[x.dtype](ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), Z, C, *grid, native.threads())
         return out
 

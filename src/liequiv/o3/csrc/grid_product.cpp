@@ -8,8 +8,11 @@
 // times scale[k]; base[k] < 0 reads 0 and is not written. W signals run in the lanes of one vector (GCC
 // vector extensions: one or two AVX-512 registers); a block's whole grid stays in cache, so only the inputs and the
 // output touch memory.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -26,6 +29,53 @@ template <>
 struct Lanes<double> {
   typedef double type __attribute__((vector_size(W * sizeof(double))));
 };
+
+// v[w] = p[w * st] and p[w * st] = v[w] for the W lanes: AVX-512 gathers and scatters where available.
+template <typename T, typename V>
+inline V load_strided(const T* p, int64_t st) {
+  V v;
+#if defined(__AVX512F__)
+  if (st < (int64_t(1) << 26)) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(int(st)));
+    if constexpr (sizeof(T) == 4) {
+      const __m512 g = _mm512_i32gather_ps(idx, p, 4);
+      std::memcpy(&v, &g, sizeof(g));
+    } else {
+      const __m512d lo = _mm512_i32gather_pd(_mm512_castsi512_si256(idx), p, 8);
+      const __m512d hi = _mm512_i32gather_pd(_mm512_extracti64x4_epi64(idx, 1), p, 8);
+      std::memcpy(&v, &lo, sizeof(lo));
+      std::memcpy(reinterpret_cast<char*>(&v) + sizeof(lo), &hi, sizeof(hi));
+    }
+    return v;
+  }
+#endif
+  for (int w = 0; w < W; ++w) v[w] = p[w * st];
+  return v;
+}
+
+template <typename T, typename V>
+inline void store_strided(T* p, int64_t st, const V& v) {
+#if defined(__AVX512F__)
+  if (st < (int64_t(1) << 26)) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(int(st)));
+    if constexpr (sizeof(T) == 4) {
+      __m512 g;
+      std::memcpy(&g, &v, sizeof(g));
+      _mm512_i32scatter_ps(p, idx, g, 4);
+    } else {
+      __m512d lo, hi;
+      std::memcpy(&lo, &v, sizeof(lo));
+      std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(lo), sizeof(hi));
+      _mm512_i32scatter_pd(p, _mm512_castsi512_si256(idx), lo, 8);
+      _mm512_i32scatter_pd(p, _mm512_extracti64x4_epi64(idx, 1), hi, 8);
+    }
+    return;
+  }
+#endif
+  for (int w = 0; w < W; ++w) p[w * st] = v[w];
+}
 
 template <typename T>
 struct Operand {
@@ -101,8 +151,7 @@ struct Block {
         const int64_t st = s.step[k];
         const T* p = s.data + s.base[k];
         if (contiguous) {
-          p += z[0] * s.D + u[0] * st;
-          for (int w = 0; w < W; ++w) v[w] = p[w * st];
+          v = load_strided<T, V>(p + z[0] * s.D + u[0] * st, st);
         } else {
           for (int w = 0; w < W; ++w) v[w] = p[z[w] * s.D + u[w] * st];
         }
@@ -123,7 +172,7 @@ struct Block {
       V* fb = f.data() + b * na;
       for (int a = 0; a <= h; ++a) {
         const V e = even[a], o = L > 0 ? odd[a] : V{};
-        const int p = (na - a) % na;
+        const int p = a == 0 ? 0 : na - a;
         fb[a] = multiply ? fb[a] * (e + o) : e + o;
         if (p != a) fb[p] = multiply ? fb[p] * (e - o) : e - o;
       }
@@ -140,7 +189,7 @@ struct Block {
     for (int b = 0; b < nb; ++b) {
       const V* fb = f.data() + b * na;
       for (int a = 0; a <= h; ++a) {
-        const int p = (na - a) % na;
+        const int p = a == 0 ? 0 : na - a;
         even[a] = p != a ? fb[a] + fb[p] : fb[a];
         odd[a] = p != a ? fb[a] - fb[p] : V{};
       }
@@ -159,8 +208,7 @@ struct Block {
       const int64_t st = o.step[k];
       T* p = o.data + o.base[k];
       if (contiguous) {
-        p += z[0] * o.D + u[0] * st;
-        for (int w = 0; w < W; ++w) p[w * st] = v[w];
+        store_strided<T, V>(p + z[0] * o.D + u[0] * st, st, v);
       } else {
         for (int w = 0; w < n; ++w) p[z[w] * o.D + u[w] * st] = v[w];
       }
