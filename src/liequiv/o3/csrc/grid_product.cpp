@@ -140,8 +140,8 @@ struct Block {
     contiguous = z[0] == z[W - 1] && u[W - 1] == u[0] + W - 1;
   }
 
-  // grid values of the W signals r0.. of s into f, or multiplied into f
-  void values(const Operand<T>& s, int64_t r0, int64_t R, int64_t C, bool multiply) {
+  // grid values of the W signals of lanes() from s into f, or multiplied into f
+  void values(const Operand<T>& s, bool multiply) {
     const int L = s.L, M = 2 * L + 1, K = M * (L + 1);
     const T* lam = s.table;
     const T* phi = s.phi;
@@ -179,8 +179,8 @@ struct Block {
     }
   }
 
-  // project f on degrees <= L with the tables of o into the output of the W signals r0..
-  void project(const Operand<T>& o, int64_t r0, int64_t R, int64_t C) {
+  // project f on degrees <= L with the tables of o into the output of the signals r0.. (R in all) of lanes()
+  void project(const Operand<T>& o, int64_t r0, int64_t R) {
     const int L = o.L, M = 2 * L + 1, K = M * (L + 1);
     const T* to = o.table;
     const T* phi = o.phi;
@@ -226,9 +226,9 @@ void grid_product(const Operand<T>& x, const Operand<T>& y, const Operand<T>& o,
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i) {
       blk.lanes(i * W, R, C);
-      blk.values(x, i * W, R, C, false);
-      blk.values(y, i * W, R, C, true);
-      blk.project(o, i * W, R, C);
+      blk.values(x, false);
+      blk.values(y, true);
+      blk.project(o, i * W, R);
     }
   }
 }
