@@ -25,11 +25,17 @@ Two implementations of the same operation, both exact (rounding only) and ``O(L^
   ``sin θ`` integrals (:func:`liequiv.o3.s2grid.half_spectrum_to_sh`). This is the method of Luo et al. (2024),
   "Enabling Efficient Equivariant Operations in the Fourier Basis via Gaunt Tensor Products".
 
+On the CPU (float32 and float64) :func:`gaunt_product_grid` and the ``"gaunt_grid"`` tensor-product backend run a
+compiled kernel, ``csrc/grid_product.cpp`` (built on first use by :mod:`liequiv.native`; the torch code here where
+no compiler exists): 16 signals in the SIMD lanes, the whole grid of a block in the cache, the symmetry
+``α -> 2π - α`` of the grid halving the azimuthal sums, and reading and writing e3nn's layout directly. It is
+trilinear in (input, input, cotangent), so its gradients are the same kernel with the tables exchanged, to any order.
+
 Measured (``benchmarks/bench_o3.py --section c``, the full product of two signals of degrees ``0..L`` with 16
-channels, 256 rows, float32, one CPU thread): the grid version is 1.7x (L = 2) to 10x (L = 8) faster than e3nn's
-path-by-path product and 5-8x faster than the Fourier version; the Fourier version, whose batched FFTs on the
-``n x n`` torus (``n ≈ 4L``, 5x the points of the grid) cost more than the whole grid product, passes e3nn only at
-``L = 8``, as the Price of Freedom paper also found on CPU.
+channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is about 25x faster
+than e3nn's path-by-path product at ``L = 6`` and 40x at ``L = 8`` (forward and forward+backward); the Fourier
+version, whose batched FFTs on the ``n x n`` torus (``n ≈ 4L``, 5x the points of the grid) cost more than the whole
+grid product, passes e3nn only at ``L = 8``, as the Price of Freedom paper also found on CPU.
 
 :func:`gaunt_tensor` gives the dense ``G [K1, K2, K3]`` (for a direct contraction, or to check).
 """
