@@ -27,15 +27,24 @@ channel-wise products and 16 MiB otherwise, measured on CPU). Everything is plai
 backward, ``torch.compile(fullgraph=True)``). The CG tables are built once in float64 and registered as buffers (they
 stay in float64 when the module is cast and are cast to the input's dtype per call, so a float64 product is exact to
 round-off).
+
+On the CPU in float32 and float64, when every path is ``uvu`` with ``mul2 = 1``, a compiled kernel
+(``csrc/channelwise.cpp`` via :mod:`liequiv.native`, unchunked) computes the forward and the first-order backward
+instead, from the sparse CG entries, in one pass over blocks of samples; second derivatives, ``torch.compile``, other
+devices and ``LIEQUIV_NATIVE=0`` use the torch path above, which gives the same values to round-off.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from liequiv import native
 from liequiv.o3.tensor_product.interface import TensorProductSpec, register_backend
 from liequiv.o3.wigner import clebsch_gordan
 
@@ -116,10 +125,11 @@ class CGTensorProduct(nn.Module):
             l1, l2, l3 = irreps1[ins.i_in1].ir.l, irreps2[ins.i_in2].ir.l, irreps_out[ins.i_out].ir.l
             return clebsch_gordan(l1, l2, l3) * ins.path_weight
 
+        self._native = self._build_native(spec, paths, cg)
         self._dense = self._build_dense(spec, paths, cg)
         # preferred batch chunk (see TensorProduct.chunk_bytes), measured: the channel-wise products (few large ops)
         # like small chunks, the per-class kernels (more ops per chunk) larger ones
-        self.chunk_bytes = 4 << 20 if self._dense else 16 << 20
+        self._chunk_bytes = 4 << 20 if self._dense else 16 << 20
         if self._dense:
             return
 
@@ -259,6 +269,78 @@ class CGTensorProduct(nn.Module):
             self._buffer("out_bwd", bwd)
         else:
             self._buffer("out_index", torch.where(idx >= 0, idx, self.d_out))
+
+    def _build_native(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
+        """Tables of the compiled channel-wise kernel (``csrc/channelwise.cpp``), when every path is uvu with
+        ``mul2 = 1``: per path a row ``(x1 offset, u, d1, x2 offset, output offset, d3, weight offset or -1, first
+        entry, end entry)`` [P, 9], and the nonzero normalized CG entries ``(i, j, k)`` [E, 3] with their values [E]."""
+        ins_all, irreps1, irreps2, irreps_out = spec.instructions, spec.irreps_in1, spec.irreps_in2, spec.irreps_out
+        if not paths or any(ins_all[n].connection_mode != "uvu" or irreps2[ins_all[n].i_in2].mul != 1 for n in paths):
+            return False
+        s1, s2, so = irreps1.slices(), irreps2.slices(), irreps_out.slices()
+        rows, ijk, vals, e0 = [], [], [], 0
+        for n in paths:
+            ins = ins_all[n]
+            table = cg(n)
+            nz = table.nonzero()
+            (u, ir1), ir3 = irreps1[ins.i_in1], irreps_out[ins.i_out].ir
+            w0 = spec.weight_offsets[n] if ins.has_weight else -1
+            x1_at, x2_at, out_at = s1[ins.i_in1].start, s2[ins.i_in2].start, so[ins.i_out].start
+            rows.append([x1_at, u, ir1.dim, x2_at, out_at, ir3.dim, w0, e0, e0 + len(nz)])
+            ijk.append(nz)
+            vals.append(table[tuple(nz.T)])
+            e0 += len(nz)
+        self._buffer("native_paths", torch.tensor(rows, dtype=torch.long))
+        self._buffer("native_ijk", torch.cat(ijk).contiguous())
+        self._buffer("native_c", torch.cat(vals), const=True)
+        return True
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Preferred batch chunk (see ``TensorProduct.chunk_bytes``); none (0) where the compiled kernel runs: it
+        keeps its temporaries in the cache by itself."""
+        return 0 if self._native_ready() else self._chunk_bytes
+
+    def _native_ready(self) -> bool:
+        """Channel-wise, not under ``torch.compile``, kernels enabled and built."""
+        if not self._native or torch.compiler.is_compiling():
+            return False
+        return native.enabled() and _native_kernels() is not None
+
+    def _use_native(self, x1: Tensor) -> bool:
+        """Whether the compiled kernel computes this call (also: float32 or float64 on the CPU)."""
+        return x1.device.type == "cpu" and x1.dtype in (torch.float32, torch.float64) and self._native_ready()
+
+    def _native_args(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> list:
+        """The kernels' leading arguments: tables, sizes, inputs and the weights' row stride (0: shared)."""
+        nw = self.spec.weight_numel
+        tables = [native.ptr(self.native_paths), self.native_paths.shape[0], native.ptr(self.native_ijk)]
+        sizes = [native.ptr(self.native_c), x1.shape[1], x2.shape[1], self.d_out, nw]
+        weights = [None, 0] if w is None else [native.ptr(w), 0 if w.ndim == 1 else nw]
+        return [*tables, *sizes, native.ptr(x1), native.ptr(x2), *weights]
+
+    def _native_forward(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
+        """``x1 [Z, d1]``, ``x2 [Z, d2]``, ``w`` (None, ``[nw]`` or ``[Z, nw]``) -> ``[Z, d_out]``, compiled."""
+        z = x1.shape[0]
+        out = x1.new_empty(z, self.d_out)
+        if z:
+            _native_kernels()[x1.dtype][0](*self._native_args(x1, x2, w), native.ptr(out), z, native.threads())
+        return out
+
+    def _native_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, needs) -> list[Tensor | None]:
+        """Gradients ``[gx1, gx2, gw]`` of ``Σ g ⊙ out`` (``g [Z, d_out]``; None where ``needs`` is False)."""
+        z = x1.shape[0]
+        gx1 = torch.empty_like(x1) if needs[0] else None
+        gx2 = torch.empty_like(x2) if needs[1] else None
+        gw = x1.new_empty(z, self.spec.weight_numel) if needs[2] and w is not None else None
+        if z:
+            grads = [None if t is None else native.ptr(t) for t in (gx1, gx2, gw)]
+            _native_kernels()[x1.dtype][1](*self._native_args(x1, x2, w), native.ptr(g), *grads, z, native.threads())
+        elif gw is not None:
+            gw.zero_()
+        if gw is not None and w.ndim == 1:
+            gw = gw.sum(0)
+        return [gx1, gx2, gw]
 
     def _build_dense(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
         """Channel-wise products: per sample, one product ``[u, Σd1] @ [Σd1, ΣK]`` per group of ``x1`` blocks.
@@ -518,9 +600,18 @@ class CGTensorProduct(nn.Module):
         return torch.cat([w, torch.ones_like(w[..., :1]), torch.zeros_like(w[..., :1])], -1)
 
     def forward(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
-        z, dtype = x1.shape[0], x1.dtype
         if w is None and self.spec.weight_numel > 0:
             raise ValueError("weights are required")
+        if self._use_native(x1):
+            x1, x2 = x1.contiguous(), x2.contiguous()
+            w = None if w is None else w.contiguous()
+            if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x1, x2, w)):
+                return _ChannelwiseFunction.apply(self, x1, x2, w)
+            return self._native_forward(x1, x2, w)
+        return self._forward_torch(x1, x2, w)
+
+    def _forward_torch(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
+        z, dtype = x1.shape[0], x1.dtype
         if self._dense:
             return self._forward_dense(x1, x2, w)
         wb = () if w is None or w.ndim == 1 else (z,)  # batch shape of the weights
@@ -592,6 +683,49 @@ class CGTensorProduct(nn.Module):
             return _Permute.apply(y, self.out_fwd, self.out_bwd)
         out = y.new_zeros(z, self.d_out + 1).index_add_(1, self.out_index, y)
         return out[:, : self.d_out]
+
+
+class _ChannelwiseFunction(torch.autograd.Function):
+    """The compiled channel-wise product with its compiled first-order backward. When a graph of the backward is
+    requested (second derivatives), the backward is instead taken by autograd through the torch path."""
+
+    @staticmethod
+    def forward(ctx, module, x1, x2, w):  # type: ignore[override]
+        ctx.module = module
+        ctx.save_for_backward(x1, x2, w)
+        return module._native_forward(x1, x2, w)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x1, x2, w = ctx.saved_tensors
+        needs = ctx.needs_input_grad[1:]
+        if not torch.is_grad_enabled():
+            return None, *ctx.module._native_backward(x1, x2, w, g.contiguous(), needs)
+        with torch.enable_grad():
+            out = ctx.module._forward_torch(x1, x2, w)
+        inputs = [t for t, need in zip((x1, x2, w), needs) if need]
+        grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, allow_unused=True))
+        return None, *(next(grads) if need else None for need in needs)
+
+
+_NATIVE_SOURCE = Path(__file__).parent.parent / "csrc" / "channelwise.cpp"
+
+
+@functools.cache
+def _native_kernels() -> dict[torch.dtype, tuple] | None:
+    """``{dtype: (forward, backward)}`` of ``csrc/channelwise.cpp``, or None (see :mod:`liequiv.native`)."""
+    lib = native.load(_NATIVE_SOURCE)
+    if lib is None:
+        return None
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    head = [p, i64, p, p, i64, i64, i64, i64, p, p, p, i64]
+    kernels = {}
+    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+        fwd, bwd = getattr(lib, f"channelwise_forward_{suffix}"), getattr(lib, f"channelwise_backward_{suffix}")
+        fwd.argtypes, bwd.argtypes = [*head, p, i64, i32], [*head, p, p, p, p, i64, i32]
+        fwd.restype = bwd.restype = None
+        kernels[dtype] = (fwd, bwd)
+    return kernels
 
 
 def _factory(spec: TensorProductSpec) -> nn.Module:

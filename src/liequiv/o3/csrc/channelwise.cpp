@@ -1,0 +1,323 @@
+// Channel-wise (uvu, mul2 = 1) tensor product on the CPU, forward and first-order backward (liequiv.o3.tensor_product.cg
+// calls this through ctypes). Path p couples an x1 block [u, d1] with one x2 irrep [d2] into an output block [u, d3]:
+//   out[z, u, k] += w[z, u] Σ_i x1[z, u, i] M_p[z, i, k],   M_p[z, i, k] = Σ_j c_p[i, j, k] x2[z, j]
+// with c_p the sparse normalized Clebsch-Gordan entries (w = 1 for unweighted paths). Samples run in blocks of B: the
+// block's rows are transposed (in tiles) into scratch rows [feature][B], one SIMD vector each, so that all the
+// arithmetic is on whole vectors; the results are transposed back into e3nn's row-major layout, and streamed to
+// memory past the caches when the output is large. The backward runs the same loops once, accumulating the gradients
+// of x1, M (then x2 through the entries) and w.
+//
+// Path table, int64 [P][9]: x1 offset, u, d1, x2 offset, output offset, d3, weight offset (-1: unweighted), first
+// and end entry. Entries: int64 [E][3] (i, j, k) and double [E] values.
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int B = 16;  // samples per block
+
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(B * sizeof(T))));  // one value per sample of the block
+};
+
+struct Path {
+  int64_t x1, u, d1, x2, out, d3, w, e0, e1;
+};
+
+template <typename T>
+struct Plan {
+  const Path* paths;
+  int64_t n_paths;
+  const int64_t* ijk;
+  std::vector<T> c;
+  int64_t d1, d2, dout, nw, mmax;  // row sizes of x1, x2, out, w; largest d1 * d3
+};
+
+template <typename T>
+Plan<T> make_plan(const int64_t* paths, int64_t n_paths, const int64_t* ijk, const double* c, int64_t d1, int64_t d2,
+                  int64_t dout, int64_t nw) {
+  Plan<T> p{reinterpret_cast<const Path*>(paths), n_paths, ijk, {}, d1, d2, dout, nw, 1};
+  int64_t n_e = 0;
+  for (int64_t q = 0; q < n_paths; ++q) {
+    const Path& pa = p.paths[q];
+    if (pa.d1 * pa.d3 > p.mmax) p.mmax = pa.d1 * pa.d3;
+    if (pa.e1 > n_e) n_e = pa.e1;
+  }
+  p.c.assign(c, c + n_e);
+  return p;
+}
+
+// out[c][r] = in[r][c] for one R x R tile, R = 64 / sizeof(T) (one 64-byte vector per row)
+template <typename T>
+void transpose_tile(const T* const* in, T* const* out) {
+  constexpr int R = 64 / sizeof(T);
+  for (int c = 0; c < R; ++c)
+    for (int r = 0; r < R; ++r) out[c][r] = in[r][c];
+}
+
+#if defined(__AVX512F__)
+struct Lanes32 {  // shuffles of 128-bit lanes
+  template <int I>
+  static __m512 shuffle(__m512 a, __m512 b) { return _mm512_shuffle_f32x4(a, b, I); }
+};
+struct Lanes64 {
+  template <int I>
+  static __m512d shuffle(__m512d a, __m512d b) { return _mm512_shuffle_f64x2(a, b, I); }
+};
+
+// 4 x 4 transpose of the 128-bit lanes of a, b, c, d (lane L of the k-th result: lane k of the L-th input)
+template <typename S, typename V>
+inline void transpose_lanes(V& a, V& b, V& c, V& d) {
+  const V v0 = S::template shuffle<0x44>(a, b), v1 = S::template shuffle<0xEE>(a, b);
+  const V v2 = S::template shuffle<0x44>(c, d), v3 = S::template shuffle<0xEE>(c, d);
+  a = S::template shuffle<0x88>(v0, v2);
+  b = S::template shuffle<0xDD>(v0, v2);
+  c = S::template shuffle<0x88>(v1, v3);
+  d = S::template shuffle<0xDD>(v1, v3);
+}
+
+template <>
+void transpose_tile<float>(const float* const* in, float* const* out) {
+  __m512 t[16], u[16];
+  for (int r = 0; r < 16; r += 2) {  // t[r + h] lane L = rows r, r + 1 of columns 4L + 2h, 4L + 2h + 1
+    const __m512 a = _mm512_loadu_ps(in[r]), b = _mm512_loadu_ps(in[r + 1]);
+    t[r] = _mm512_unpacklo_ps(a, b);
+    t[r + 1] = _mm512_unpackhi_ps(a, b);
+  }
+  for (int g = 0; g < 4; ++g)  // u[4g + c] lane L = rows 4g..4g+3 of column 4L + c
+    for (int h = 0; h < 2; ++h) {
+      const __m512d a = _mm512_castps_pd(t[4 * g + h]), b = _mm512_castps_pd(t[4 * g + 2 + h]);
+      u[4 * g + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      u[4 * g + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    }
+  for (int c = 0; c < 4; ++c) {
+    transpose_lanes<Lanes32>(u[c], u[4 + c], u[8 + c], u[12 + c]);
+    for (int L = 0; L < 4; ++L) _mm512_storeu_ps(out[4 * L + c], u[4 * L + c]);
+  }
+}
+
+template <>
+void transpose_tile<double>(const double* const* in, double* const* out) {
+  __m512d t[8];
+  for (int r = 0; r < 8; r += 2) {  // t[r + c] lane L = rows r, r + 1 of column 2L + c
+    const __m512d a = _mm512_loadu_pd(in[r]), b = _mm512_loadu_pd(in[r + 1]);
+    t[r] = _mm512_unpacklo_pd(a, b);
+    t[r + 1] = _mm512_unpackhi_pd(a, b);
+  }
+  for (int c = 0; c < 2; ++c) {
+    transpose_lanes<Lanes64>(t[c], t[2 + c], t[4 + c], t[6 + c]);
+    for (int L = 0; L < 4; ++L) _mm512_storeu_pd(out[2 * L + c], t[2 * L + c]);
+  }
+}
+#endif
+
+// rows [nb][d] of src (row stride ld, 0: one row for all) -> dst [d] vectors; missing samples repeat the first row
+template <typename T>
+void load_block(const T* src, int64_t ld, int64_t d, int nb, typename Vec<T>::type* dst_v) {
+  constexpr int R = 64 / sizeof(T);  // tiles of R x R
+  T* dst = reinterpret_cast<T*>(dst_v);
+  const T* rows[B];
+  for (int b = 0; b < B; ++b) rows[b] = src + (b < nb ? b : 0) * ld;
+  int64_t f0 = 0;
+  for (; f0 + R <= d; f0 += R)
+    for (int h = 0; h < B; h += R) {
+      const T* in[R];
+      T* out[R];
+      for (int r = 0; r < R; ++r) {
+        in[r] = rows[h + r] + f0;
+        out[r] = dst + (f0 + r) * B + h;
+      }
+      transpose_tile(in, out);
+    }
+  for (int b = 0; b < B; ++b)
+    for (int64_t f = f0; f < d; ++f) dst[f * B + b] = rows[b][f];
+}
+
+// n values to dst, with non-temporal stores (no read-for-ownership, no cache pollution) where stream is set and the
+// CPU has AVX-512; each thread calls fence() after its last one
+template <typename T>
+void copy_out(T* dst, const T* src, int64_t n, bool stream) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  if (stream) {
+    for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 64; ++i) dst[i] = src[i];
+    for (; i + 64 / int64_t(sizeof(T)) <= n; i += 64 / sizeof(T))
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
+  }
+#endif
+  std::memcpy(dst + i, src + i, (n - i) * sizeof(T));
+}
+
+void fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
+// src [d] vectors -> rows [nb][d] at dst, through the row buffer tmp [B * d]
+template <typename T>
+void store_block(const typename Vec<T>::type* src_v, int64_t d, int nb, T* tmp, T* dst, bool stream) {
+  constexpr int R = 64 / sizeof(T);
+  const T* src = reinterpret_cast<const T*>(src_v);
+  int64_t f0 = 0;
+  for (; f0 + R <= d; f0 += R)
+    for (int h = 0; h < B; h += R) {
+      const T* in[R];
+      T* out[R];
+      for (int r = 0; r < R; ++r) {
+        in[r] = src + (f0 + r) * B + h;
+        out[r] = tmp + (h + r) * d + f0;
+      }
+      transpose_tile(in, out);
+    }
+  for (int b = 0; b < B; ++b)
+    for (int64_t f = f0; f < d; ++f) tmp[b * d + f] = src[f * B + b];
+  copy_out(dst, tmp, nb * d, stream);
+}
+
+// M [d1 * d3] of one path from the block's x2
+template <typename T, typename V = typename Vec<T>::type>
+void contract_x2(const Plan<T>& p, const Path& pa, const V* X2, V* M) {
+  for (int64_t r = 0; r < pa.d1 * pa.d3; ++r) M[r] = V{};
+  for (int64_t e = pa.e0; e < pa.e1; ++e) {
+    const int64_t* t = p.ijk + 3 * e;
+    M[t[0] * pa.d3 + t[2]] += p.c[e] * X2[pa.x2 + t[1]];
+  }
+}
+
+// per-thread scratch: one vector per feature of each array
+template <typename T, typename V = typename Vec<T>::type>
+struct Scratch {
+  std::vector<V> X1, X2, W, O, M, GM, GX1, GX2, GW;
+  std::vector<T> rows;
+  Scratch(const Plan<T>& p, bool grad)
+      : X1(p.d1), X2(p.d2), W(p.nw), O(p.dout), M(p.mmax), GM(grad ? p.mmax : 0), GX1(grad ? p.d1 : 0),
+        GX2(grad ? p.d2 : 0), GW(grad ? p.nw : 0), rows(B * std::max(std::max(p.d1, p.d2), std::max(p.dout, p.nw))) {}
+  bool shared_loaded = false;
+  // the block's inputs (shared weights, w_ld = 0: once)
+  void load(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_ld, int64_t n0, int nb) {
+    load_block(x1 + n0 * p.d1, p.d1, p.d1, nb, X1.data());
+    load_block(x2 + n0 * p.d2, p.d2, p.d2, nb, X2.data());
+    if (w && (w_ld || !shared_loaded)) load_block(w + n0 * w_ld, w_ld, p.nw, nb, W.data());
+    shared_loaded = true;
+  }
+};
+
+// w: nullptr (no weighted path) or rows of stride w_ld (0: shared weights)
+template <typename T>
+void forward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_ld, T* out, int64_t n, int threads) {
+  using V = typename Vec<T>::type;
+  const int64_t blocks = (n + B - 1) / B;
+  const bool stream = n * p.dout * int64_t(sizeof(T)) >= (int64_t(4) << 20);
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<T> s(p, false);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t n0 = blk * B;
+      const int nb = int(n - n0 < B ? n - n0 : B);
+      s.load(p, x1, x2, w, w_ld, n0, nb);
+      for (auto& o : s.O) o = V{};
+      for (int64_t q = 0; q < p.n_paths; ++q) {
+        const Path& pa = p.paths[q];
+        V* M = s.M.data();
+        contract_x2(p, pa, s.X2.data(), M);
+        for (int64_t u = 0; u < pa.u; ++u) {
+          const V* xu = s.X1.data() + pa.x1 + u * pa.d1;
+          V* o = s.O.data() + pa.out + u * pa.d3;
+          for (int64_t k = 0; k < pa.d3; ++k) {
+            V acc = xu[0] * M[k];
+            for (int64_t i = 1; i < pa.d1; ++i) acc += xu[i] * M[i * pa.d3 + k];
+            o[k] += pa.w >= 0 ? s.W[pa.w + u] * acc : acc;
+          }
+        }
+      }
+      store_block(s.O.data(), p.dout, nb, s.rows.data(), out + n0 * p.dout, stream);
+    }
+    fence();
+  }
+}
+
+// gradients of Σ g ⊙ out: gx1 [n, d1], gx2 [n, d2], gw [n, nw] per sample (nullptr where not wanted; the caller sums
+// gw over the samples for shared weights)
+template <typename T>
+void backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_ld, const T* g, T* gx1, T* gx2, T* gw,
+              int64_t n, int threads) {
+  using V = typename Vec<T>::type;
+  const int64_t blocks = (n + B - 1) / B;
+  const bool stream = n * (p.d1 + p.d2 + p.nw) * int64_t(sizeof(T)) >= (int64_t(4) << 20);
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<T> s(p, true);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t n0 = blk * B;
+      const int nb = int(n - n0 < B ? n - n0 : B);
+      s.load(p, x1, x2, w, w_ld, n0, nb);
+      load_block(g + n0 * p.dout, p.dout, p.dout, nb, s.O.data());  // the output's gradient
+      for (auto& v : s.GX1) v = V{};
+      for (auto& v : s.GX2) v = V{};
+      for (auto& v : s.GW) v = V{};
+      for (int64_t q = 0; q < p.n_paths; ++q) {
+        const Path& pa = p.paths[q];
+        V* M = s.M.data();
+        V* GM = s.GM.data();
+        contract_x2(p, pa, s.X2.data(), M);
+        for (int64_t r = 0; r < pa.d1 * pa.d3; ++r) GM[r] = V{};
+        for (int64_t u = 0; u < pa.u; ++u) {
+          const V* xu = s.X1.data() + pa.x1 + u * pa.d1;
+          V* gxu = s.GX1.data() + pa.x1 + u * pa.d1;
+          const V* gu = s.O.data() + pa.out + u * pa.d3;
+          V gwu{};
+          for (int64_t k = 0; k < pa.d3; ++k) {
+            const V gwk = pa.w >= 0 ? s.W[pa.w + u] * gu[k] : gu[k];
+            V acc{};
+            for (int64_t i = 0; i < pa.d1; ++i) {
+              const V m = M[i * pa.d3 + k], x = xu[i];
+              acc += x * m;
+              gxu[i] += gwk * m;
+              GM[i * pa.d3 + k] += gwk * x;
+            }
+            gwu += gu[k] * acc;
+          }
+          if (pa.w >= 0) s.GW[pa.w + u] += gwu;
+        }
+        for (int64_t e = pa.e0; e < pa.e1; ++e) {  // back through M = C x2
+          const int64_t* t = p.ijk + 3 * e;
+          s.GX2[pa.x2 + t[1]] += p.c[e] * GM[t[0] * pa.d3 + t[2]];
+        }
+      }
+      if (gx1) store_block(s.GX1.data(), p.d1, nb, s.rows.data(), gx1 + n0 * p.d1, stream);
+      if (gx2) store_block(s.GX2.data(), p.d2, nb, s.rows.data(), gx2 + n0 * p.d2, stream);
+      if (gw) store_block(s.GW.data(), p.nw, nb, s.rows.data(), gw + n0 * p.nw, stream);
+    }
+    fence();
+  }
+}
+
+}  // namespace
+
+#define CHANNELWISE_API(T, SUFFIX)                                                                                     \
+  void channelwise_forward_##SUFFIX(const int64_t* paths, int64_t n_paths, const int64_t* ijk, const double* c,       \
+                                    int64_t d1, int64_t d2, int64_t dout, int64_t nw, const T* x1, const T* x2,       \
+                                    const T* w, int64_t w_ld, T* out, int64_t n, int threads) {                       \
+    forward(make_plan<T>(paths, n_paths, ijk, c, d1, d2, dout, nw), x1, x2, w, w_ld, out, n, threads);                \
+  }                                                                                                                    \
+  void channelwise_backward_##SUFFIX(const int64_t* paths, int64_t n_paths, const int64_t* ijk, const double* c,      \
+                                     int64_t d1, int64_t d2, int64_t dout, int64_t nw, const T* x1, const T* x2,      \
+                                     const T* w, int64_t w_ld, const T* g, T* gx1, T* gx2, T* gw, int64_t n,          \
+                                     int threads) {                                                                    \
+    backward(make_plan<T>(paths, n_paths, ijk, c, d1, d2, dout, nw), x1, x2, w, w_ld, g, gx1, gx2, gw, n, threads);   \
+  }
+
+extern "C" {
+CHANNELWISE_API(float, f32)
+CHANNELWISE_API(double, f64)
+}
