@@ -3,7 +3,8 @@
 //   Y_{l,0} = f_{l0} q_l^0(Z),  Y_{l,m} = f_{lm} q_l^m(Z) Re (X + iY)^m,  Y_{l,-m} = f_{lm} q_l^m(Z) Im (X + iY)^m,
 // with q_l^m the three-term recurrence in l of harmonics._legendre_q and f the normalization of each (l, |m|).
 // Points run in blocks of B through short loops over the block (vectorized by the compiler); each block is
-// transposed into the row-major output [N, (L+1)^2] at the end.
+// transposed (16 x 16 register tiles where AVX-512 has them) into a buffer in the cache and streamed into the
+// row-major output [N, (L+1)^2] with non-temporal stores.
 #include <immintrin.h>
 
 #include <cmath>
@@ -38,6 +39,49 @@ void stream_copy(T* dst, const T* src, int64_t n) {
   }
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+// Transpose the block tmp [K][B] (nb points) into rows out [nb][K]: 16 x 16 tiles transposed in registers where
+// AVX-512 has them (float32, a full block), the rest element by element.
+template <typename T>
+void store_rows(const T* tmp, T* out, int K, int nb) {
+  int k0 = 0;
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    if (nb == B) {
+      for (; k0 + 16 <= K; k0 += 16) {
+        for (int b0 = 0; b0 < B; b0 += 16) {
+          __m512 r[16], t[16];
+          for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(tmp + size_t(k0 + i) * B + b0);
+          // rows i = k, columns = points: after the two unpack stages, t[4 j + q] holds, in each 128-bit lane c,
+          // the column 4 c + q of the rows 4 j .. 4 j + 3
+          for (int i = 0; i < 16; i += 2) {
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+          }
+          for (int i = 0; i < 16; i += 4) {
+            for (int h = 0; h < 2; ++h) {
+              const __m512d lo = _mm512_castps_pd(t[i + h]), hi = _mm512_castps_pd(t[i + h + 2]);
+              r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+              r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+            }
+          }
+          // column c = 4 lane + q: lane `lane` of r[q], r[4 + q], r[8 + q], r[12 + q]
+          for (int q = 0; q < 4; ++q) {
+            const __m512 a01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x44), b01 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x44);
+            const __m512 a23 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xEE), b23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xEE);
+            _mm512_storeu_ps(out + size_t(b0 + q) * K + k0, _mm512_shuffle_f32x4(a01, b01, 0x88));
+            _mm512_storeu_ps(out + size_t(b0 + 4 + q) * K + k0, _mm512_shuffle_f32x4(a01, b01, 0xDD));
+            _mm512_storeu_ps(out + size_t(b0 + 8 + q) * K + k0, _mm512_shuffle_f32x4(a23, b23, 0x88));
+            _mm512_storeu_ps(out + size_t(b0 + 12 + q) * K + k0, _mm512_shuffle_f32x4(a23, b23, 0xDD));
+          }
+        }
+      }
+    }
+  }
+#endif
+  for (int b = 0; b < nb; ++b)
+    for (int j = k0; j < K; ++j) out[size_t(b) * K + j] = tmp[size_t(j) * B + b];
 }
 
 // FIXED >= 0: lmax known at compile time (the loops of low degrees unroll); -1: lmax given at run time.
@@ -134,8 +178,7 @@ void harmonics(const T* v, T* out, int64_t n, int lmax_arg, const double* scale,
         }
       }
     }
-    for (int b = 0; b < nb; ++b)
-      for (int j = 0; j < K; ++j) rows[size_t(b) * K + j] = tmp[size_t(j) * B + b];
+    store_rows(tmp.data(), rows.data(), K, nb);
     stream_copy(out + n0 * K, rows.data(), int64_t(nb) * K);
   }
   }
