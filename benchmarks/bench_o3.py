@@ -11,9 +11,7 @@ inputs, then ``torch.autograd.grad`` of a fixed random cotangent with respect to
     ``liequiv.o3.harmonics.spherical_harmonics`` against ``e3nn.o3.SphericalHarmonics(range(lmax+1), True,
     "component")`` built once (e3nn stops at lmax 12: skipped beyond) and ``sphericart.torch.SphericalHarmonics(lmax)``
     applied to ``(z, x, y)`` (e3nn's basis with the "integral" normalization, i.e. ours / sqrt(4 pi); skipped when
-    sphericart-torch is not installed). ``write floor``: ``torch.empty(n, (lmax+1)^2).fill_(1)``, allocating and writing
-    an output of that size, the least any forward does; ``e3nn/floor`` bounds the speed-up over e3nn that any forward
-    can reach on this machine.
+    sphericart-torch is not installed).
 (b) Channel-wise tensor product (the NequIP/MACE message): ``x1 = M x 0e + M x 1o + ... + M x L(-1)^L`` (``M`` =
     ``--tp-mul``) ⊗ ``Y = Irreps.spherical_harmonics(L)``, every path with ``l_out <= L`` (one output block per
     path), ``uvu`` with per-sample weights, ``--tp-batch`` rows: ``ChannelwiseTensorProduct(x1, Y, lmax_out=L)``
@@ -226,25 +224,15 @@ def section_harmonics(args: argparse.Namespace, timer: Timer) -> None:
     table = Table(
         f"(a) spherical harmonics 0..lmax of {args.n:,} vectors, ms",
         [("lmax", 4), ("mode", 7), ("liequiv", 9), ("e3nn", 9), ("e3nn/liequiv", 0), ("sphericart", 0),
-         ("sphericart/liequiv", 0), ("write floor", 0), ("e3nn/floor", 0)],
+         ("sphericart/liequiv", 0)],
     )
     (x,) = _timed_inputs(args.n, [3])
     for lmax, lmax_fns in fns.items():
         for mode in MODES:
-            runners = {name: _runner(fn, (x,), mode) for name, fn in lmax_fns.items()}
-            if mode == "fwd":  # allocating and writing the output, the least any forward has to do
-                runners["floor"] = functools.partial(_write_floor, x, (lmax + 1) ** 2)
-            t = timer.medians(runners)
+            t = timer.medians({name: _runner(fn, (x,), mode) for name, fn in lmax_fns.items()})
             ours = t["liequiv"]
-            e3, sc, floor = t.get("e3nn"), t.get("sphericart"), t.get("floor")
-            table.row(
-                lmax, mode, ours, e3 or "-", _ratio(e3, ours), sc or "-", _ratio(sc, ours), floor or "-",
-                _ratio(e3, floor) if floor else "-",
-            )
-
-
-def _write_floor(x: torch.Tensor, width: int) -> None:
-    torch.empty(x.shape[0], width, dtype=x.dtype, device=x.device).fill_(1.0)
+            e3, sc = t.get("e3nn"), t.get("sphericart")
+            table.row(lmax, mode, ours, e3 or "-", _ratio(e3, ours), sc or "-", _ratio(sc, ours))
 
 
 # ----------------------------------------------------------------------------------------- (b) channel-wise product
