@@ -50,7 +50,8 @@ void store_rows(const T* tmp, T* out, int K, int nb) {
   if constexpr (sizeof(T) == 4) {
     if (nb == B) {
       for (int k0 = 0; k0 < K; k0 += 16) {
-        const __mmask16 keep = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
+        const bool full = K - k0 >= 16;
+        const __mmask16 keep = full ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
         for (int b0 = 0; b0 < B; b0 += 16) {
           __m512 r[16], t[16];
           for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(tmp + size_t(k0 + i) * B + b0);
@@ -74,10 +75,15 @@ void store_rows(const T* tmp, T* out, int K, int nb) {
             const __m512 a23 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xEE);
             const __m512 b23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xEE);
             T* o = out + size_t(b0 + q) * K + k0;
-            _mm512_mask_storeu_ps(o, keep, _mm512_shuffle_f32x4(a01, b01, 0x88));
-            _mm512_mask_storeu_ps(o + 4 * K, keep, _mm512_shuffle_f32x4(a01, b01, 0xDD));
-            _mm512_mask_storeu_ps(o + 8 * K, keep, _mm512_shuffle_f32x4(a23, b23, 0x88));
-            _mm512_mask_storeu_ps(o + 12 * K, keep, _mm512_shuffle_f32x4(a23, b23, 0xDD));
+            const __m512 c[4] = {_mm512_shuffle_f32x4(a01, b01, 0x88), _mm512_shuffle_f32x4(a01, b01, 0xDD),
+                                 _mm512_shuffle_f32x4(a23, b23, 0x88), _mm512_shuffle_f32x4(a23, b23, 0xDD)};
+            for (int j = 0; j < 4; ++j) {
+              if (full) {
+                _mm512_storeu_ps(o + 4 * j * K, c[j]);
+              } else {
+                _mm512_mask_storeu_ps(o + 4 * j * K, keep, c[j]);
+              }
+            }
           }
         }
       }
