@@ -27,10 +27,10 @@ kernel, ``csrc/harmonics.cpp`` (the same three-term Legendre recurrence per ``|m
 SIMD blocks; built on first use by :mod:`liequiv.native`, the torch forward where no compiler exists). With autograd
 the torch forward above runs, and its hand-written backward.
 
-Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU): see the
-README's table: the compiled forward is 1.5-2x faster than sphericart's at every degree, and faster than e3nn 0.6 by
-3x at ``lmax = 1`` growing to 13x at ``lmax = 12`` (at ``lmax >= 8`` it writes its output at about the speed of
-``Tensor.fill_``); forward+backward 0.9-4.7x e3nn, 1.1-3x faster than sphericart's. Accuracy: float64 within
+Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU; the
+README has the table): the compiled forward is about 2-3x faster than sphericart's at every degree, and faster than
+e3nn 0.6 by 4-6x at ``lmax`` 1-3 and 11-21x from ``lmax = 4`` on; forward+backward (torch path) 0.9-5x e3nn and
+1.1-2.5x faster than sphericart's. Accuracy: float64 within
 ``1e-13`` of e3nn up to ``l = 12``; float32 about ``2e-5`` absolute at ``l = 8`` and ``1e-4`` at ``l = 16``
 (Chebyshev sums near the poles; the intrinsic float32 sensitivity there is of the same order).
 """
