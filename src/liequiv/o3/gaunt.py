@@ -32,8 +32,8 @@ no compiler exists): 16 signals in the SIMD lanes, the whole grid of a block in 
 trilinear in (input, input, cotangent), so its gradients are the same kernel with the tables exchanged, to any order.
 
 Measured (``benchmarks/bench_o3.py --section c``, the full product of two signals of degrees ``0..L`` with 16
-channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is about 25x faster
-than e3nn's path-by-path product at ``L = 6`` and 40x at ``L = 8`` (forward and forward+backward); the Fourier
+channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is 17-22x faster
+than e3nn's path-by-path product at ``L = 6`` and 30-40x at ``L = 8`` (forward and forward+backward); the Fourier
 version, whose batched FFTs on the ``n x n`` torus (``n ≈ 4L``, 5x the points of the grid) cost more than the whole
 grid product, passes e3nn only at ``L = 8``, as the Price of Freedom paper also found on CPU.
 
