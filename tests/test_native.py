@@ -62,3 +62,14 @@ def test_ptr_needs_contiguous_cpu_tensor():
     assert isinstance(native.ptr(t), ctypes.c_void_p)
     with pytest.raises(ValueError, match="contiguous CPU"):
         native.ptr(t.T)
+
+
+@pytest.mark.skipif(native._compiler() is None, reason="no C++ compiler")
+def test_a_changed_header_rebuilds(tmp_path, cache):
+    (tmp_path / "value.h").write_text("#define VALUE 1\n")
+    src = tmp_path / "value.cpp"
+    src.write_text('#include "value.h"\nextern "C" int value() { return VALUE; }\n')
+    assert native.load(src).value() == 1
+    (tmp_path / "value.h").write_text("#define VALUE 2\n")
+    native._load.cache_clear()
+    assert native.load(src).value() == 2

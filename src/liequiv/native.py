@@ -1,8 +1,9 @@
 """Optional CPU kernels in C++, compiled on first use with the machine's compiler and loaded through ``ctypes``.
 
 A kernel source is a plain C++ file with ``extern "C"`` functions on raw pointers (no Python or torch headers, so it
-compiles in about a second). :func:`load` compiles it once per source text, compiler and CPU (``-O3
--march=native``, OpenMP when the compiler has it) into ``$LIEQUIV_CACHE`` (default ``~/.cache/liequiv``) and returns
+compiles in about a second); it may include headers of its own folder. :func:`load` compiles it once per text (with
+those headers), compiler and CPU (``-O3 -march=native``, OpenMP when the compiler has it) into ``$LIEQUIV_CACHE``
+(default ``~/.cache/liequiv``) and returns
 the library, or ``None`` when no compiler works or ``LIEQUIV_NATIVE=0`` is set: every caller then runs its plain
 torch path, which computes the same values. Concurrent first calls (``torchrun``, test workers) are safe: each
 compiles to a temporary name and renames it into place.
@@ -70,7 +71,7 @@ def _load(source: Path) -> ctypes.CDLL | None:
         warnings.warn(f"liequiv: no C++ compiler found; {source.name} runs in plain torch", stacklevel=3)
         return None
     cache = Path(os.environ.get("LIEQUIV_CACHE", Path.home() / ".cache" / "liequiv")) / "native"
-    text = source.read_bytes()
+    text = b"".join(f.read_bytes() for f in [source, *sorted(source.parent.glob("*.h"))])  # and its local headers
     error = ""
     for flags in ((*_FLAGS, "-fopenmp"), _FLAGS):  # without OpenMP where the compiler lacks it
         key = hashlib.sha256(b"\0".join([text, cxx.encode(), " ".join(flags).encode(), _cpu_key().encode()]))

@@ -9,14 +9,11 @@
 //
 // Path table, int64 [P][9]: x1 offset, u, d1, x2 offset, output offset, d3, weight offset (-1: unweighted), first
 // and end entry. Entries: int64 [E][3] (i, j, k) and double [E] values.
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
+
+#include "simd.h"
 
 namespace {
 
@@ -54,133 +51,18 @@ Plan<T> make_plan(const int64_t* paths, int64_t n_paths, const int64_t* ijk, con
   return p;
 }
 
-// out[c][r] = in[r][c] for one R x R tile, R = 64 / sizeof(T) (one 64-byte vector per row)
-template <typename T>
-void transpose_tile(const T* const* in, T* const* out) {
-  constexpr int R = 64 / sizeof(T);
-  for (int c = 0; c < R; ++c)
-    for (int r = 0; r < R; ++r) out[c][r] = in[r][c];
+// the block's rows <-> one vector per feature (simd.h)
+template <typename T, typename V = typename Vec<T>::type>
+void load_block(const T* src, int64_t ld, int64_t d, int nb, V* dst) {
+  simd::load_block<B>(src, ld, d, nb, reinterpret_cast<T*>(dst));
 }
 
-#if defined(__AVX512F__)
-struct Lanes32 {  // shuffles of 128-bit lanes
-  template <int I>
-  static __m512 shuffle(__m512 a, __m512 b) { return _mm512_shuffle_f32x4(a, b, I); }
-};
-struct Lanes64 {
-  template <int I>
-  static __m512d shuffle(__m512d a, __m512d b) { return _mm512_shuffle_f64x2(a, b, I); }
-};
-
-// 4 x 4 transpose of the 128-bit lanes of a, b, c, d (lane L of the k-th result: lane k of the L-th input)
-template <typename S, typename V>
-inline void transpose_lanes(V& a, V& b, V& c, V& d) {
-  const V v0 = S::template shuffle<0x44>(a, b), v1 = S::template shuffle<0xEE>(a, b);
-  const V v2 = S::template shuffle<0x44>(c, d), v3 = S::template shuffle<0xEE>(c, d);
-  a = S::template shuffle<0x88>(v0, v2);
-  b = S::template shuffle<0xDD>(v0, v2);
-  c = S::template shuffle<0x88>(v1, v3);
-  d = S::template shuffle<0xDD>(v1, v3);
+template <typename T, typename V = typename Vec<T>::type>
+void store_block(const V* src, int64_t d, int nb, T* tmp, T* dst, bool stream) {
+  simd::store_block<B>(reinterpret_cast<const T*>(src), d, nb, tmp, dst, stream);
 }
 
-template <>
-void transpose_tile<float>(const float* const* in, float* const* out) {
-  __m512 t[16], u[16];
-  for (int r = 0; r < 16; r += 2) {  // t[r + h] lane L = rows r, r + 1 of columns 4L + 2h, 4L + 2h + 1
-    const __m512 a = _mm512_loadu_ps(in[r]), b = _mm512_loadu_ps(in[r + 1]);
-    t[r] = _mm512_unpacklo_ps(a, b);
-    t[r + 1] = _mm512_unpackhi_ps(a, b);
-  }
-  for (int g = 0; g < 4; ++g)  // u[4g + c] lane L = rows 4g..4g+3 of column 4L + c
-    for (int h = 0; h < 2; ++h) {
-      const __m512d a = _mm512_castps_pd(t[4 * g + h]), b = _mm512_castps_pd(t[4 * g + 2 + h]);
-      u[4 * g + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-      u[4 * g + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-    }
-  for (int c = 0; c < 4; ++c) {
-    transpose_lanes<Lanes32>(u[c], u[4 + c], u[8 + c], u[12 + c]);
-    for (int L = 0; L < 4; ++L) _mm512_storeu_ps(out[4 * L + c], u[4 * L + c]);
-  }
-}
-
-template <>
-void transpose_tile<double>(const double* const* in, double* const* out) {
-  __m512d t[8];
-  for (int r = 0; r < 8; r += 2) {  // t[r + c] lane L = rows r, r + 1 of column 2L + c
-    const __m512d a = _mm512_loadu_pd(in[r]), b = _mm512_loadu_pd(in[r + 1]);
-    t[r] = _mm512_unpacklo_pd(a, b);
-    t[r + 1] = _mm512_unpackhi_pd(a, b);
-  }
-  for (int c = 0; c < 2; ++c) {
-    transpose_lanes<Lanes64>(t[c], t[2 + c], t[4 + c], t[6 + c]);
-    for (int L = 0; L < 4; ++L) _mm512_storeu_pd(out[2 * L + c], t[2 * L + c]);
-  }
-}
-#endif
-
-// rows [nb][d] of src (row stride ld, 0: one row for all) -> dst [d] vectors; missing samples repeat the first row
-template <typename T>
-void load_block(const T* src, int64_t ld, int64_t d, int nb, typename Vec<T>::type* dst_v) {
-  constexpr int R = 64 / sizeof(T);  // tiles of R x R
-  T* dst = reinterpret_cast<T*>(dst_v);
-  const T* rows[B];
-  for (int b = 0; b < B; ++b) rows[b] = src + (b < nb ? b : 0) * ld;
-  int64_t f0 = 0;
-  for (; f0 + R <= d; f0 += R)
-    for (int h = 0; h < B; h += R) {
-      const T* in[R];
-      T* out[R];
-      for (int r = 0; r < R; ++r) {
-        in[r] = rows[h + r] + f0;
-        out[r] = dst + (f0 + r) * B + h;
-      }
-      transpose_tile(in, out);
-    }
-  for (int b = 0; b < B; ++b)
-    for (int64_t f = f0; f < d; ++f) dst[f * B + b] = rows[b][f];
-}
-
-// n values to dst, with non-temporal stores (no read-for-ownership, no cache pollution) where stream is set and the
-// CPU has AVX-512; each thread calls fence() after its last one
-template <typename T>
-void copy_out(T* dst, const T* src, int64_t n, bool stream) {
-  int64_t i = 0;
-#if defined(__AVX512F__)
-  if (stream) {
-    for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 64; ++i) dst[i] = src[i];
-    for (; i + 64 / int64_t(sizeof(T)) <= n; i += 64 / sizeof(T))
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
-  }
-#endif
-  std::memcpy(dst + i, src + i, (n - i) * sizeof(T));
-}
-
-void fence() {
-#if defined(__AVX512F__)
-  _mm_sfence();
-#endif
-}
-
-// src [d] vectors -> rows [nb][d] at dst, through the row buffer tmp [B * d]
-template <typename T>
-void store_block(const typename Vec<T>::type* src_v, int64_t d, int nb, T* tmp, T* dst, bool stream) {
-  constexpr int R = 64 / sizeof(T);
-  const T* src = reinterpret_cast<const T*>(src_v);
-  int64_t f0 = 0;
-  for (; f0 + R <= d; f0 += R)
-    for (int h = 0; h < B; h += R) {
-      const T* in[R];
-      T* out[R];
-      for (int r = 0; r < R; ++r) {
-        in[r] = src + (f0 + r) * B + h;
-        out[r] = tmp + (h + r) * d + f0;
-      }
-      transpose_tile(in, out);
-    }
-  for (int b = 0; b < B; ++b)
-    for (int64_t f = f0; f < d; ++f) tmp[b * d + f] = src[f * B + b];
-  copy_out(dst, tmp, nb * d, stream);
-}
+using simd::fence;
 
 // M [d1 * d3] of one path from the block's x2
 template <typename T, typename V = typename Vec<T>::type>

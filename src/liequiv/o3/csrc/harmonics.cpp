@@ -3,97 +3,18 @@
 //   Y_{l,0} = f_{l0} q_l^0(Z),  Y_{l,m} = f_{lm} q_l^m(Z) Re (X + iY)^m,  Y_{l,-m} = f_{lm} q_l^m(Z) Im (X + iY)^m,
 // with q_l^m the three-term recurrence in l of harmonics._legendre_q and f the normalization of each (l, |m|).
 // Points run in blocks of B through short loops over the block (vectorized by the compiler); each block is
-// transposed (16 x 16 register tiles where AVX-512 has them) into a buffer in the cache and streamed into the
-// row-major output [N, (L+1)^2] with non-temporal stores.
-#include <immintrin.h>
-
+// transposed into the row-major output [N, (L+1)^2] by simd.h (register tiles, non-temporal stores for outputs larger
+// than the caches).
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
 
 constexpr int B = 32;  // points per block
-
-// Copy n values to dst, with non-temporal stores where stream and dst is 64-byte aligned (an output larger than the
-// caches is written once: streaming it skips the read-for-ownership of every cache line).
-template <typename T>
-void stream_copy(T* dst, const T* src, int64_t n, bool stream) {
-#if defined(__AVX512F__)
-  if (stream && reinterpret_cast<uintptr_t>(dst) % 64 == 0) {
-    const int64_t w = 64 / sizeof(T), full = n / w * w;
-    for (int64_t i = 0; i < full; i += w)
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
-    for (int64_t i = full; i < n; ++i) dst[i] = src[i];
-    return;
-  }
-#elif defined(__AVX__)
-  if (stream && reinterpret_cast<uintptr_t>(dst) % 32 == 0) {
-    const int64_t w = 32 / sizeof(T), full = n / w * w;
-    for (int64_t i = 0; i < full; i += w)
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
-                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
-    for (int64_t i = full; i < n; ++i) dst[i] = src[i];
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-}
-
-// Transpose the block tmp [K16][B] (nb points; rows K.. K16 - 1 are padding) into rows out [nb][K]: 16 x 16 tiles
-// transposed in registers where AVX-512 has them (float32, a full block; the last tile's rows stored masked), else
-// element by element.
-template <typename T>
-void store_rows(const T* tmp, T* out, int K, int nb) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    if (nb == B) {
-      for (int k0 = 0; k0 < K; k0 += 16) {
-        const bool full = K - k0 >= 16;
-        const __mmask16 keep = full ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
-        for (int b0 = 0; b0 < B; b0 += 16) {
-          __m512 r[16], t[16];
-          for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(tmp + size_t(k0 + i) * B + b0);
-          // rows i = k, columns = points: after the two unpack stages, r[4 j + q] holds, in each 128-bit lane c,
-          // the column 4 c + q of the rows 4 j .. 4 j + 3
-          for (int i = 0; i < 16; i += 2) {
-            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-          }
-          for (int i = 0; i < 16; i += 4) {
-            for (int h = 0; h < 2; ++h) {
-              const __m512d lo = _mm512_castps_pd(t[i + h]), hi = _mm512_castps_pd(t[i + h + 2]);
-              r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
-              r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
-            }
-          }
-          // column c = 4 lane + q: lane `lane` of r[q], r[4 + q], r[8 + q], r[12 + q]
-          for (int q = 0; q < 4; ++q) {
-            const __m512 a01 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x44);
-            const __m512 b01 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x44);
-            const __m512 a23 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xEE);
-            const __m512 b23 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xEE);
-            T* o = out + size_t(b0 + q) * K + k0;
-            const __m512 c[4] = {_mm512_shuffle_f32x4(a01, b01, 0x88), _mm512_shuffle_f32x4(a01, b01, 0xDD),
-                                 _mm512_shuffle_f32x4(a23, b23, 0x88), _mm512_shuffle_f32x4(a23, b23, 0xDD)};
-            for (int j = 0; j < 4; ++j) {
-              if (full) {
-                _mm512_storeu_ps(o + 4 * j * K, c[j]);
-              } else {
-                _mm512_mask_storeu_ps(o + 4 * j * K, keep, c[j]);
-              }
-            }
-          }
-        }
-      }
-      return;
-    }
-  }
-#endif
-  for (int b = 0; b < nb; ++b)
-    for (int j = 0; j < K; ++j) out[size_t(b) * K + j] = tmp[size_t(j) * B + b];
-}
 
 // FIXED >= 0: lmax known at compile time (the loops of low degrees unroll); -1: lmax given at run time.
 template <typename T, int FIXED>
@@ -120,7 +41,7 @@ void harmonics(const T* v, T* out, int64_t n, int lmax_arg, const double* scale,
   const T tiny = std::numeric_limits<T>::min();
 #pragma omp parallel num_threads(n_threads)
   {
-  std::vector<T> tmp(size_t(K + 15) / 16 * 16 * B);  // [K][B], the block's output before the transpose (padded)
+  std::vector<T> tmp(size_t(K) * B);  // [K][B], the block's output before the transpose
   std::vector<T> rows(size_t(K) * B);  // [B][K], the same transposed
 #pragma omp for schedule(static)
   for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -190,13 +111,10 @@ void harmonics(const T* v, T* out, int64_t n, int lmax_arg, const double* scale,
         }
       }
     }
-    store_rows(tmp.data(), rows.data(), K, nb);
-    stream_copy(out + n0 * K, rows.data(), int64_t(nb) * K, stream);
+    simd::store_block<B>(tmp.data(), K, nb, rows.data(), out + n0 * K, stream);
   }
+  simd::fence();
   }
-#if defined(__SSE2__)
-  _mm_sfence();
-#endif
 }
 
 template <typename T>
