@@ -77,25 +77,29 @@ void transpose_tile<double>(const double* const* in, double* const* out) {
 }
 #endif
 
+// out[c * ld_out + r] = row(r)[c] for r < n_rows, c < n_cols: R x R tiles in registers, the margins one by one
+template <typename T, typename Row>
+void transpose(Row row, int64_t n_rows, int64_t n_cols, T* out, int64_t ld_out) {
+  constexpr int R = 64 / sizeof(T);
+  const int64_t r_end = n_rows / R * R, c_end = n_cols / R * R;
+  for (int64_t r0 = 0; r0 < r_end; r0 += R)
+    for (int64_t c0 = 0; c0 < c_end; c0 += R) {
+      const T* in[R];
+      T* to[R];
+      for (int i = 0; i < R; ++i) {
+        in[i] = row(r0 + i) + c0;
+        to[i] = out + (c0 + i) * ld_out + r0;
+      }
+      transpose_tile(in, to);
+    }
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t c = r < r_end ? c_end : 0; c < n_cols; ++c) out[c * ld_out + r] = row(r)[c];
+}
+
 // rows [nb][d] of src (row stride ld, 0: one row for all) -> dst [d][B]; missing samples repeat the first row
 template <int B, typename T>
 void load_block(const T* src, int64_t ld, int64_t d, int nb, T* dst) {
-  constexpr int R = 64 / sizeof(T);  // tiles of R x R
-  const T* rows[B];
-  for (int b = 0; b < B; ++b) rows[b] = src + (b < nb ? b : 0) * ld;
-  int64_t f0 = 0;
-  for (; f0 + R <= d; f0 += R)
-    for (int h = 0; h < B; h += R) {
-      const T* in[R];
-      T* out[R];
-      for (int r = 0; r < R; ++r) {
-        in[r] = rows[h + r] + f0;
-        out[r] = dst + (f0 + r) * B + h;
-      }
-      transpose_tile(in, out);
-    }
-  for (int b = 0; b < B; ++b)
-    for (int64_t f = f0; f < d; ++f) dst[f * B + b] = rows[b][f];
+  transpose<T>([&](int64_t b) { return src + (b < nb ? b : 0) * ld; }, B, d, dst, B);
 }
 
 // n values to dst, with non-temporal stores (no read-for-ownership, no cache pollution) where stream is set and the
@@ -122,20 +126,7 @@ inline void fence() {
 // src [d][B] -> rows [nb][d] at dst, through the row buffer tmp [B * d]
 template <int B, typename T>
 void store_block(const T* src, int64_t d, int nb, T* tmp, T* dst, bool stream) {
-  constexpr int R = 64 / sizeof(T);
-  int64_t f0 = 0;
-  for (; f0 + R <= d; f0 += R)
-    for (int h = 0; h < B; h += R) {
-      const T* in[R];
-      T* out[R];
-      for (int r = 0; r < R; ++r) {
-        in[r] = src + (f0 + r) * B + h;
-        out[r] = tmp + (h + r) * d + f0;
-      }
-      transpose_tile(in, out);
-    }
-  for (int b = 0; b < B; ++b)
-    for (int64_t f = f0; f < d; ++f) tmp[b * d + f] = src[f * B + b];
+  transpose<T>([&](int64_t f) { return src + f * B; }, d, B, tmp, d);
   copy_out(dst, tmp, nb * d, stream);
 }
 
