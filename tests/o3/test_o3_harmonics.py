@@ -183,7 +183,7 @@ def test_zero_vector():
 
 
 def test_native_kernel_is_built_and_used(monkeypatch):
-    # where a compiler exists (CI has one) the compiled forward must build, and it runs for inputs without gradient
+    # where a compiler exists (CI has one) the compiled kernels must build, and they run with and without autograd
     if native._compiler() is None:
         pytest.skip("no C++ compiler")
     assert harmonics_module._native_kernels() is not None
@@ -191,10 +191,34 @@ def test_native_kernel_is_built_and_used(monkeypatch):
     real = harmonics_module._native_forward
     monkeypatch.setattr(harmonics_module, "_native_forward", lambda *a: calls.append(1) or real(*a))
     spherical_harmonics(3, X)
-    spherical_harmonics(3, X.clone().requires_grad_())  # autograd: the torch forward
+    spherical_harmonics(3, X.clone().requires_grad_())
     with torch.no_grad():
         spherical_harmonics(3, X.clone().requires_grad_())
-    assert len(calls) == 2
+    monkeypatch.setenv("LIEQUIV_NATIVE", "0")
+    spherical_harmonics(3, X)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_backward_equals_torch_backward(dtype, monkeypatch):
+    if harmonics_module._native_kernels() is None:
+        pytest.skip("no C++ compiler")
+    # the origin, a tiny vector (gradient ~ 1/|v|), the poles, a non-contiguous batch and block tails
+    v = torch.cat([torch.zeros(1, 3), torch.tensor([[0, 1e-20, 0], [0, 1.0, 0], [0, -2.0, 0]]), torch.randn(99, 3)])
+    v = v.to(dtype)[:, [2, 0, 1]]
+    for lmax in (1, 2, 3, 4, 5, 8, 12, 16):
+        for n in (1, 33, 103):
+            grads = []
+            for flag in ("1", "0"):
+                monkeypatch.setenv("LIEQUIV_NATIVE", flag)
+                x = v[:n].detach().requires_grad_()
+                y = spherical_harmonics(lmax, x, normalization="norm")
+                g = torch.linspace(-1, 1, y.numel(), dtype=dtype).reshape(y.shape)
+                grads.append(torch.autograd.grad(y, x, g)[0])
+            scale = 1 + v[:n].norm(dim=-1, keepdim=True).reciprocal().nan_to_num(posinf=0)
+            tol = 1e-12 if dtype == torch.float64 else 1e-4
+            torch.testing.assert_close(grads[0] / scale, grads[1] / scale, atol=tol * (lmax + 1) ** 2, rtol=0)
+            assert (grads[0][0] == 0).all()  # zero gradient at the origin, by convention
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -326,35 +326,74 @@ _NATIVE_SOURCE = Path(__file__).with_name("csrc") / "harmonics.cpp"
 
 
 @functools.cache
-def _native_kernels() -> dict[torch.dtype, Callable[..., None]] | None:
+def _native_kernels() -> dict[torch.dtype, tuple[Callable[..., None], Callable[..., None]]] | None:
+    """``{dtype: (forward, backward)}`` of ``csrc/harmonics.cpp``, or None (see :mod:`liequiv.native`)."""
     lib = native.load(_NATIVE_SOURCE)
     if lib is None:
         return None
-    kernels = {torch.float32: lib.harmonics_f32, torch.float64: lib.harmonics_f64}
-    for fn in kernels.values():
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-        fn.restype = None
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    kernels = {}
+    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+        fwd, bwd = getattr(lib, f"harmonics_{suffix}"), getattr(lib, f"harmonics_backward_{suffix}")
+        fwd.argtypes, bwd.argtypes = [p, p, i64, i32, p, i32], [p, p, p, i64, i32, p, i32]
+        fwd.restype = bwd.restype = None
+        kernels[dtype] = (fwd, bwd)
     return kernels
 
 
 _SCALE_CACHE: dict[tuple[int, str], Tensor] = {}
 
 
-def _native_forward(lmax: int, v: Tensor, normalization: str) -> Tensor | None:
-    """The compiled forward (``csrc/harmonics.cpp``) of unit-normalized harmonics of ``v [N, 3]`` on the CPU, without
-    autograd; ``None`` where it does not apply (another device, or no compiler: see :mod:`liequiv.native`)."""
-    if v.device.type != "cpu" or not native.enabled():
-        return None
-    kernels = _native_kernels()
-    if kernels is None:
-        return None
+def _scale(lmax: int, normalization: str) -> Tensor:
+    """``s_l`` of :func:`_degree_scale` as a float64 tensor, for the kernels."""
     scale = _SCALE_CACHE.get((lmax, normalization))
     if scale is None:
         scale = _SCALE_CACHE.setdefault((lmax, normalization), torch.tensor(_degree_scale(lmax, normalization)))
+    return scale
+
+
+def _native_ready(v: Tensor) -> bool:
+    """Whether the compiled kernels (``csrc/harmonics.cpp``) take ``v``: on the CPU, enabled and built (see
+    :mod:`liequiv.native`)."""
+    return v.device.type == "cpu" and native.enabled() and _native_kernels() is not None
+
+
+def _native_forward(lmax: int, v: Tensor, normalization: str) -> Tensor:
+    """The compiled forward of unit-normalized harmonics of ``v [N, 3]``, without autograd."""
     v = v.contiguous()
     out = torch.empty(v.shape[0], (lmax + 1) ** 2, dtype=v.dtype)
-    kernels[v.dtype](native.ptr(v), native.ptr(out), v.shape[0], lmax, native.ptr(scale), native.threads())
+    fwd, _ = _native_kernels()[v.dtype]
+    fwd(native.ptr(v), native.ptr(out), v.shape[0], lmax, native.ptr(_scale(lmax, normalization)), native.threads())
     return out
+
+
+class _NativeHarmonicsFunction(torch.autograd.Function):
+    """The compiled forward with the compiled backward (first order). When a graph of the backward is requested
+    (second derivatives, forces), the backward is instead taken by autograd through :func:`_forward_autograd`."""
+
+    @staticmethod
+    def forward(ctx, v, lmax, normalization):  # type: ignore[override]
+        v = v.contiguous()
+        ctx.save_for_backward(v)
+        ctx.lmax, ctx.normalization = lmax, normalization
+        return _native_forward(lmax, v, normalization)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (v,) = ctx.saved_tensors
+        lmax, normalization = ctx.lmax, ctx.normalization
+        if torch.is_grad_enabled():
+            cheb, expand = _tables(lmax, normalization, v.dtype, v.device)
+            with torch.enable_grad():
+                out = _forward_autograd(lmax, v, cheb, expand)
+            (gv,) = torch.autograd.grad(out, v, g, create_graph=True)
+            return gv, None, None
+        g = g.contiguous()
+        gv = torch.empty_like(v)
+        _, bwd = _native_kernels()[v.dtype]
+        scale = _scale(lmax, normalization)
+        bwd(native.ptr(v), native.ptr(g), native.ptr(gv), v.shape[0], lmax, native.ptr(scale), native.threads())
+        return gv, None, None
 
 
 def _solid_recurrence(lmax: int, v: Tensor, normalization: str) -> Tensor:
@@ -445,9 +484,11 @@ def spherical_harmonics(
         vectors = vectors.float()
     batch = vectors.shape[:-1]
     v = vectors.reshape(-1, 3)
-    if normalize and not (torch.is_grad_enabled() and v.requires_grad):
-        out = _native_forward(lmax, v, normalization)
-        if out is not None:
+    if normalize and _native_ready(v):
+        if not (torch.is_grad_enabled() and v.requires_grad):
+            return _native_forward(lmax, v, normalization).reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
+        if lmax > 0:  # (lmax 0 is a constant: the closed form below keeps it in the graph)
+            out = _NativeHarmonicsFunction.apply(v, lmax, normalization)
             return out.reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
     if not normalize:
         out = _solid_recurrence(lmax, v, normalization)

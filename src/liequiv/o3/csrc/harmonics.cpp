@@ -1,10 +1,10 @@
-// Real spherical harmonics of unit vectors in e3nn's basis, forward only (liequiv.o3.harmonics calls this through
-// ctypes when no gradient is needed; the math is in harmonics.py's docstring). With (X, Y, Z) = (z, x, y)/|v|:
+// Real spherical harmonics of unit vectors in e3nn's basis and their gradient (liequiv.o3.harmonics calls these
+// through ctypes; the math is in harmonics.py's docstring). With (X, Y, Z) = (z, x, y)/|v|:
 //   Y_{l,0} = f_{l0} q_l^0(Z),  Y_{l,m} = f_{lm} q_l^m(Z) Re (X + iY)^m,  Y_{l,-m} = f_{lm} q_l^m(Z) Im (X + iY)^m,
 // with q_l^m the three-term recurrence in l of harmonics._legendre_q and f the normalization of each (l, |m|).
-// Points run in blocks of B through short loops over the block (vectorized by the compiler); each block is
-// transposed into the row-major output [N, (L+1)^2] by simd.h (register tiles, non-temporal stores for outputs larger
-// than the caches).
+// Points run in blocks of B through short loops over the block (vectorized by the compiler); blocks move between
+// the row-major [N, (L+1)^2] layout and one vector per component by simd.h. The backward differentiates the same
+// recurrences (dq/dZ, and d(X + iY)^m = m (X + iY)^(m-1) d(X + iY)) and projects out the radial direction.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -16,116 +16,203 @@ namespace {
 
 constexpr int B = 32;  // points per block
 
+// the constants of the recurrences, flat [l][k]: q_l^k = a Z q_{l-1}^k - b q_{l-2}^k, output factors f
+template <typename T>
+struct Recurrence {
+  int lmax;
+  std::vector<T> a, b, f, diag, first;  // q_k^k = diag[k], q_{k+1}^k = first[k] Z
+
+  Recurrence(int lmax_, const double* scale)
+      : lmax(lmax_), a((lmax_ + 1) * (lmax_ + 1)), b(a.size()), f(a.size()), diag(lmax_ + 1), first(lmax_ + 1) {
+    double d = 1.0;
+    for (int k = 0; k <= lmax; ++k) {
+      if (k > 0) d *= std::sqrt((2.0 * k - 1) / (2.0 * k));
+      diag[k] = T(d);
+      first[k] = T(std::sqrt(2.0 * k + 1) * d);
+      for (int l = k; l <= lmax; ++l) {
+        const double lk = double(l - k) * (l + k);
+        a[at(l, k)] = l >= k + 2 ? T((2.0 * l - 1) / std::sqrt(lk)) : T(0);
+        b[at(l, k)] = l >= k + 2 ? T(std::sqrt((l + k - 1.0) * (l - k - 1.0) / lk)) : T(0);
+        f[at(l, k)] = T(scale[l] * std::sqrt((2.0 * l + 1) * (k == 0 ? 1.0 : 2.0)));
+      }
+    }
+  }
+  int at(int l, int k) const { return l * (lmax + 1) + k; }
+};
+
+// the block's unit vectors (X, Y, Z) = (z, x, y)/|v|, 1/|v| and μ; at the origin (|v|² below the smallest normal
+// number) all are 0, which makes every output of degree >= 1 and every gradient 0 there
+template <typename T>
+void unit_block(const T* v, int64_t n0, int nb, T* X, T* Y, T* Z, T* inv, T* mu) {
+  const T tiny = std::numeric_limits<T>::min();
+  for (int b = 0; b < B; ++b) {
+    const int64_t i = 3 * (n0 + (b < nb ? b : 0));
+    X[b] = v[i + 2];
+    Y[b] = v[i];
+    Z[b] = v[i + 1];
+  }
+  for (int b = 0; b < B; ++b) {
+    const T r2 = X[b] * X[b] + Y[b] * Y[b] + Z[b] * Z[b];
+    const bool nonzero = r2 > tiny;
+    inv[b] = nonzero ? T(1) / std::sqrt(r2) : T(0);
+    X[b] *= inv[b];
+    Y[b] *= inv[b];
+    Z[b] *= inv[b];
+    mu[b] = nonzero ? T(1) : T(0);
+  }
+}
+
+// one step of (C, S) = Re, Im (X + iY)^k from k - 1
+template <typename T>
+inline void rotate(const T* X, const T* Y, T* C, T* S) {
+  for (int b = 0; b < B; ++b) {
+    const T c = X[b] * C[b] - Y[b] * S[b];
+    S[b] = X[b] * S[b] + Y[b] * C[b];
+    C[b] = c;
+  }
+}
+
 // FIXED >= 0: lmax known at compile time (the loops of low degrees unroll); -1: lmax given at run time.
 template <typename T, int FIXED>
-void harmonics(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, int n_threads) {
+void forward(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, int n_threads) {
   const int lmax = FIXED >= 0 ? FIXED : lmax_arg;
   const int K = (lmax + 1) * (lmax + 1);
-  // recurrence constants a_lk, b_lk and output factors f_lk, flat [l][k]
-  std::vector<T> ra((lmax + 1) * (lmax + 1)), rb((lmax + 1) * (lmax + 1)), f((lmax + 1) * (lmax + 1));
-  std::vector<T> diag(lmax + 1), first(lmax + 1);
-  double d = 1.0;
-  for (int k = 0; k <= lmax; ++k) {
-    if (k > 0) d *= std::sqrt((2.0 * k - 1) / (2.0 * k));
-    diag[k] = T(d);
-    first[k] = T(std::sqrt(2.0 * k + 1) * d);
-    for (int l = k; l <= lmax; ++l) {
-      const double lk = double(l - k) * (l + k);
-      ra[l * (lmax + 1) + k] = l >= k + 2 ? T((2.0 * l - 1) / std::sqrt(lk)) : T(0);
-      rb[l * (lmax + 1) + k] = l >= k + 2 ? T(std::sqrt((l + k - 1.0) * (l - k - 1.0) / lk)) : T(0);
-      f[l * (lmax + 1) + k] = T(scale[l] * std::sqrt((2.0 * l + 1) * (k == 0 ? 1.0 : 2.0)));
-    }
-  }
+  const Recurrence<T> rec(lmax, scale);
   const int64_t blocks = (n + B - 1) / B;
   const bool stream = n * K * int64_t(sizeof(T)) > (int64_t(8) << 20);  // smaller outputs stay in the caches
-  const T tiny = std::numeric_limits<T>::min();
 #pragma omp parallel num_threads(n_threads)
   {
-  std::vector<T> tmp(size_t(K) * B);  // [K][B], the block's output before the transpose
-  std::vector<T> rows(size_t(K) * B);  // [B][K], the same transposed
+    std::vector<T> tmp(size_t(K) * B);   // [K][B], the block's output
+    std::vector<T> rows(size_t(K) * B);  // [B][K], the same transposed
 #pragma omp for schedule(static)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t n0 = blk * B;
-    const int nb = int(n - n0 < B ? n - n0 : B);
-    alignas(64) T X[B], Y[B], Z[B], mu[B], C[B], S[B], q0[B], q1[B], q2[B];
-    for (int b = 0; b < B; ++b) {
-      const int64_t i = 3 * (n0 + (b < nb ? b : 0));
-      X[b] = v[i + 2];
-      Y[b] = v[i];
-      Z[b] = v[i + 1];
-    }
-    for (int b = 0; b < B; ++b) {
-      const T x = Y[b], y = Z[b], z = X[b];
-      const T r2 = x * x + y * y + z * z;
-      const bool nonzero = r2 > tiny;
-      const T inv = nonzero ? T(1) / std::sqrt(r2) : T(0);
-      X[b] = z * inv;
-      Y[b] = x * inv;
-      Z[b] = y * inv;
-      mu[b] = nonzero ? T(1) : T(0);
-      C[b] = T(1);
-      S[b] = T(0);
-    }
-    for (int k = 0; k <= lmax; ++k) {
-      if (k > 0) {
-        for (int b = 0; b < B; ++b) {
-          const T c = X[b] * C[b] - Y[b] * S[b];
-          S[b] = X[b] * S[b] + Y[b] * C[b];
-          C[b] = c;
-        }
-      }
-      // degree l = k, then k + 1, then the recurrence; store f q Re/Im (X + iY)^k
-      T* q_prev = q0;
-      T* q_cur = q1;
-      T* q_next = q2;
-      for (int b = 0; b < B; ++b) q_cur[b] = diag[k];
-      for (int l = k; l <= lmax; ++l) {
-        if (l == k + 1) {
-          for (int b = 0; b < B; ++b) {
-            q_prev[b] = q_cur[b];
-            q_cur[b] = first[k] * Z[b];
-          }
-        } else if (l >= k + 2) {
-          const T a = ra[l * (lmax + 1) + k], c = rb[l * (lmax + 1) + k];
-          for (int b = 0; b < B; ++b) q_next[b] = a * Z[b] * q_cur[b] - c * q_prev[b];
-          T* t = q_prev;
-          q_prev = q_cur;
-          q_cur = q_next;
-          q_next = t;
-        }
-        const T fl = f[l * (lmax + 1) + k];
-        T* pos = &tmp[size_t(l * l + l + k) * B];
-        if (k == 0) {
-          if (l == 0) {
-            for (int b = 0; b < B; ++b) pos[b] = fl;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t n0 = blk * B;
+      const int nb = int(n - n0 < B ? n - n0 : B);
+      alignas(64) T X[B], Y[B], Z[B], inv[B], mu[B], C[B], S[B], q[3][B];
+      unit_block(v, n0, nb, X, Y, Z, inv, mu);
+      for (int b = 0; b < B; ++b) C[b] = T(1), S[b] = T(0);
+      for (int k = 0; k <= lmax; ++k) {
+        if (k > 0) rotate(X, Y, C, S);
+        T *q_prev = q[0], *q_cur = q[1], *q_next = q[2];
+        for (int l = k; l <= lmax; ++l) {  // q_l^k, then f q Re/Im (X + iY)^k at (l, ±k)
+          if (l == k) {
+            for (int b = 0; b < B; ++b) q_cur[b] = rec.diag[k];
+          } else if (l == k + 1) {
+            for (int b = 0; b < B; ++b) q_prev[b] = q_cur[b], q_cur[b] = rec.first[k] * Z[b];
           } else {
-            for (int b = 0; b < B; ++b) pos[b] = fl * q_cur[b] * mu[b];
+            const T a = rec.a[rec.at(l, k)], c = rec.b[rec.at(l, k)];
+            for (int b = 0; b < B; ++b) q_next[b] = a * Z[b] * q_cur[b] - c * q_prev[b];
+            T* t = q_prev;
+            q_prev = q_cur, q_cur = q_next, q_next = t;
           }
-        } else {
-          T* neg = &tmp[size_t(l * l + l - k) * B];
-          for (int b = 0; b < B; ++b) {
-            const T p = fl * q_cur[b];
-            pos[b] = p * C[b];
-            neg[b] = p * S[b];
+          const T fl = rec.f[rec.at(l, k)];
+          T* pos = &tmp[size_t(l * l + l + k) * B];
+          if (k == 0) {
+            for (int b = 0; b < B; ++b) pos[b] = l == 0 ? fl : fl * q_cur[b] * mu[b];
+          } else {
+            T* neg = &tmp[size_t(l * l + l - k) * B];
+            for (int b = 0; b < B; ++b) {
+              const T p = fl * q_cur[b];
+              pos[b] = p * C[b];
+              neg[b] = p * S[b];
+            }
           }
         }
       }
+      simd::store_block<B>(tmp.data(), K, nb, rows.data(), out + n0 * K, stream);
     }
-    simd::store_block<B>(tmp.data(), K, nb, rows.data(), out + n0 * K, stream);
+    simd::fence();
   }
-  simd::fence();
+}
+
+// grad_v [n, 3] = Σ_k g[n, k] dY_k/dv
+template <typename T>
+void backward(const T* v, const T* g, T* grad_v, int64_t n, int lmax, const double* scale, int n_threads) {
+  const int K = (lmax + 1) * (lmax + 1);
+  const Recurrence<T> rec(lmax, scale);
+  const int64_t blocks = (n + B - 1) / B;
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<T> gt(size_t(K) * B);  // [K][B], the block's cotangent
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t n0 = blk * B;
+      const int nb = int(n - n0 < B ? n - n0 : B);
+      alignas(64) T X[B], Y[B], Z[B], inv[B], mu[B], C[B], S[B], Cp[B], Sp[B], q[3][B], dq[3][B];
+      alignas(64) T gX[B] = {}, gY[B] = {}, gZ[B] = {}, sc[B], ss[B];
+      unit_block(v, n0, nb, X, Y, Z, inv, mu);
+      simd::load_block<B>(g + n0 * K, K, K, nb, gt.data());
+      for (int b = 0; b < B; ++b) C[b] = T(1), S[b] = T(0);
+      for (int k = 0; k <= lmax; ++k) {
+        if (k > 0) {
+          for (int b = 0; b < B; ++b) Cp[b] = C[b], Sp[b] = S[b];
+          rotate(X, Y, C, S);
+        }
+        // sc, ss = Σ_l f q g at (l, +k) and (l, -k): the factors of d(X + iY)^k; gZ takes f dq/dZ g directly
+        for (int b = 0; b < B; ++b) sc[b] = T(0), ss[b] = T(0);
+        T *q_prev = q[0], *q_cur = q[1], *q_next = q[2];
+        T *d_prev = dq[0], *d_cur = dq[1], *d_next = dq[2];
+        for (int l = k; l <= lmax; ++l) {
+          if (l == k) {
+            for (int b = 0; b < B; ++b) q_cur[b] = rec.diag[k], d_cur[b] = T(0);
+          } else if (l == k + 1) {
+            for (int b = 0; b < B; ++b) {
+              q_prev[b] = q_cur[b], d_prev[b] = d_cur[b];
+              q_cur[b] = rec.first[k] * Z[b], d_cur[b] = rec.first[k];
+            }
+          } else {
+            const T a = rec.a[rec.at(l, k)], c = rec.b[rec.at(l, k)];
+            for (int b = 0; b < B; ++b) {
+              q_next[b] = a * Z[b] * q_cur[b] - c * q_prev[b];
+              d_next[b] = a * (q_cur[b] + Z[b] * d_cur[b]) - c * d_prev[b];
+            }
+            T* t = q_prev;
+            q_prev = q_cur, q_cur = q_next, q_next = t;
+            t = d_prev;
+            d_prev = d_cur, d_cur = d_next, d_next = t;
+          }
+          const T fl = rec.f[rec.at(l, k)];
+          const T* gp = &gt[size_t(l * l + l + k) * B];
+          if (k == 0) {
+            for (int b = 0; b < B; ++b) gZ[b] += fl * d_cur[b] * mu[b] * gp[b];
+          } else {
+            const T* gn = &gt[size_t(l * l + l - k) * B];
+            for (int b = 0; b < B; ++b) {
+              const T p = fl * q_cur[b];
+              sc[b] += p * gp[b];
+              ss[b] += p * gn[b];
+              gZ[b] += fl * d_cur[b] * (gp[b] * C[b] + gn[b] * S[b]);
+            }
+          }
+        }
+        if (k > 0) {  // dC_k = k (C_{k-1} dX - S_{k-1} dY), dS_k = k (S_{k-1} dX + C_{k-1} dY)
+          for (int b = 0; b < B; ++b) {
+            gX[b] += T(k) * (sc[b] * Cp[b] + ss[b] * Sp[b]);
+            gY[b] += T(k) * (ss[b] * Cp[b] - sc[b] * Sp[b]);
+          }
+        }
+      }
+      // through u = v / |v|: (g_u - u (u · g_u)) / |v|, in (x, y, z) = (Y, Z, X) order
+      for (int b = 0; b < nb; ++b) {
+        const T dot = Y[b] * gY[b] + Z[b] * gZ[b] + X[b] * gX[b];
+        T* o = grad_v + 3 * (n0 + b);
+        o[0] = (gY[b] - Y[b] * dot) * inv[b];
+        o[1] = (gZ[b] - Z[b] * dot) * inv[b];
+        o[2] = (gX[b] - X[b] * dot) * inv[b];
+      }
+    }
   }
 }
 
 template <typename T>
 void dispatch(const T* v, T* out, int64_t n, int lmax, const double* scale, int n_threads) {
   switch (lmax) {
-    case 0: return harmonics<T, 0>(v, out, n, lmax, scale, n_threads);
-    case 1: return harmonics<T, 1>(v, out, n, lmax, scale, n_threads);
-    case 2: return harmonics<T, 2>(v, out, n, lmax, scale, n_threads);
-    case 3: return harmonics<T, 3>(v, out, n, lmax, scale, n_threads);
-    case 4: return harmonics<T, 4>(v, out, n, lmax, scale, n_threads);
-    default: return harmonics<T, -1>(v, out, n, lmax, scale, n_threads);
+    case 0: return forward<T, 0>(v, out, n, lmax, scale, n_threads);
+    case 1: return forward<T, 1>(v, out, n, lmax, scale, n_threads);
+    case 2: return forward<T, 2>(v, out, n, lmax, scale, n_threads);
+    case 3: return forward<T, 3>(v, out, n, lmax, scale, n_threads);
+    case 4: return forward<T, 4>(v, out, n, lmax, scale, n_threads);
+    default: return forward<T, -1>(v, out, n, lmax, scale, n_threads);
   }
 }
 
@@ -137,5 +224,13 @@ void harmonics_f32(const float* v, float* out, int64_t n, int lmax, const double
 }
 void harmonics_f64(const double* v, double* out, int64_t n, int lmax, const double* scale, int n_threads) {
   dispatch<double>(v, out, n, lmax, scale, n_threads);
+}
+void harmonics_backward_f32(const float* v, const float* g, float* grad_v, int64_t n, int lmax, const double* scale,
+                            int n_threads) {
+  backward<float>(v, g, grad_v, n, lmax, scale, n_threads);
+}
+void harmonics_backward_f64(const double* v, const double* g, double* grad_v, int64_t n, int lmax,
+                            const double* scale, int n_threads) {
+  backward<double>(v, g, grad_v, n, lmax, scale, n_threads);
 }
 }
