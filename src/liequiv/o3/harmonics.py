@@ -22,15 +22,17 @@ products; its own derivative (second derivatives, forces) is taken by autograd t
 ``normalize=False`` (solid harmonics, homogeneous polynomials of the raw vector) uses the classical
 three-term recurrence with ``r²``, which is exact at every point including ``0``; ``lmax <= 1`` is a closed form.
 
-Without autograd (inference, ``torch.no_grad``, inputs that need no gradient) the CPU forward runs a compiled C++
-kernel, ``csrc/harmonics.cpp`` (the same three-term Legendre recurrence per ``|m|`` and powers of ``X + iY``, points in
-SIMD blocks; built on first use by :mod:`liequiv.native`, the torch forward where no compiler exists). With autograd
-the torch forward above runs, and its hand-written backward.
+On the CPU a compiled C++ kernel, ``csrc/harmonics.cpp``, computes the forward (the three-term Legendre recurrence
+per ``|m|`` and powers of ``X + iY``, points in SIMD blocks) and, with autograd, the first-order backward (the same
+recurrences differentiated, then the projection of the normalization): :class:`_NativeHarmonicsFunction`. Its own
+derivative (second derivatives, forces) is taken by autograd through the torch formula above. The kernel is built on
+first use by :mod:`liequiv.native`; other devices, ``LIEQUIV_NATIVE=0`` and machines without a compiler run the torch
+forward and :class:`_HarmonicsFunction`.
 
 Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU; the
-README has the table): the compiled forward is about 2-3x faster than sphericart's at every degree, and faster than
-e3nn 0.6 by 4-6x at ``lmax`` 1-3 and 11-21x from ``lmax = 4`` on; forward+backward (torch path) 0.9-5x e3nn and
-1.1-2.5x faster than sphericart's. Accuracy: float64 within
+README has the table): the compiled forward is about 2-4x faster than sphericart's, and faster than e3nn 0.6 by
+4-6x at ``lmax`` 1-3 and 9-21x from ``lmax = 4`` on; forward+backward is 4-27x faster than e3nn and 4-13x faster
+than sphericart. Accuracy: float64 within
 ``1e-13`` of e3nn up to ``l = 12``; float32 about ``2e-5`` absolute at ``l = 8`` and ``1e-4`` at ``l = 16``
 (Chebyshev sums near the poles; the intrinsic float32 sensitivity there is of the same order).
 """
