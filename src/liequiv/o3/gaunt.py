@@ -166,6 +166,7 @@ _NATIVE_SOURCE = Path(__file__).with_name("csrc") / "grid_product.cpp"
 
 @functools.cache
 def _native_kernels() -> dict[torch.dtype, Callable[..., None]] | None:
+    """``{dtype: grid_product}`` of ``csrc/grid_product.cpp``, or None (see :mod:`liequiv.native`)."""
     lib = native.load(_NATIVE_SOURCE)
     if lib is None:
         return None
@@ -183,11 +184,18 @@ def native_grid_product_available() -> bool:
 
 
 class _OperandArgs(ctypes.Structure):
-    _fields_ = [(name, kind) for name, kind in zip(
-        ("data", "D", "base", "step", "scale", "L", "table", "phi"),
-        (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-         ctypes.c_void_p, ctypes.c_void_p),
-    )]
+    """``OperandArgs`` of ``csrc/grid_product.cpp``: one operand, as pointers in the dtype of the call."""
+
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("D", ctypes.c_int64),
+        ("base", ctypes.c_void_p),
+        ("step", ctypes.c_void_p),
+        ("scale", ctypes.c_void_p),
+        ("L", ctypes.c_int64),
+        ("table", ctypes.c_void_p),
+        ("phi", ctypes.c_void_p),
+    ]
 
 
 @dataclasses.dataclass(eq=False)
