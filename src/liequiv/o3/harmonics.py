@@ -34,7 +34,7 @@ README has the table): the compiled forward is about 2-4x faster than sphericart
 4-6x at ``lmax`` 1-3 and 9-21x from ``lmax = 4`` on; forward+backward is 4-27x faster than e3nn and 4-13x faster
 than sphericart. Accuracy: float64 within
 ``1e-13`` of e3nn up to ``l = 12``; float32 about ``2e-5`` absolute at ``l = 8`` and ``1e-4`` at ``l = 16``
-(Chebyshev sums near the poles; the intrinsic float32 sensitivity there is of the same order).
+(near the poles; the intrinsic float32 sensitivity there is of the same order).
 """
 
 from __future__ import annotations
@@ -257,6 +257,15 @@ def _forward_autograd(lmax: int, v: Tensor, cheb: Tensor, expand: Tensor) -> Ten
     return _assemble(*_features(lmax, u, mu), cheb, expand)[0]
 
 
+def _graph_backward(lmax: int, v: Tensor, g: Tensor, cheb: Tensor, expand: Tensor) -> Tensor:
+    """The gradient ``[N, 3]`` of ``Σ g ⊙ Y(v)`` with its own graph (second derivatives): autograd through
+    :func:`_forward_autograd`, recomputed from ``v``."""
+    with torch.enable_grad():
+        out = _forward_autograd(lmax, v, cheb, expand)
+    (gv,) = torch.autograd.grad(out, v, g, create_graph=True)
+    return gv
+
+
 class _HarmonicsFunction(torch.autograd.Function):
     """Harmonics of vectors ``v [N, 3]`` (normalized inside) with an analytic backward.
 
@@ -292,12 +301,8 @@ class _HarmonicsFunction(torch.autograd.Function):
         lmax = ctx.lmax
         if lmax == 0:
             return torch.zeros_like(v), None, None, None, None
-        if torch.is_grad_enabled():
-            # double backward: differentiate the plain forward (graph kept)
-            with torch.enable_grad():
-                out = _forward_autograd(lmax, v, cheb, expand)
-            (gv,) = torch.autograd.grad(out, v, g, create_graph=True)
-            return gv, None, None, None, None
+        if torch.is_grad_enabled():  # double backward
+            return _graph_backward(lmax, v, g, cheb, expand), None, None, None, None
         # component-major [rows, N] gradients of the features; the derivative factors are folded in the tables
         cheb_d, expand_k = _backward_tables(lmax, ctx.normalization, v.dtype, v.device)
         work = g * trig  # one [N, K] temporary, reused (fresh large allocations cost page faults)
@@ -384,12 +389,8 @@ class _NativeHarmonicsFunction(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         (v,) = ctx.saved_tensors
         lmax, normalization = ctx.lmax, ctx.normalization
-        if torch.is_grad_enabled():
-            cheb, expand = _tables(lmax, normalization, v.dtype, v.device)
-            with torch.enable_grad():
-                out = _forward_autograd(lmax, v, cheb, expand)
-            (gv,) = torch.autograd.grad(out, v, g, create_graph=True)
-            return gv, None, None
+        if torch.is_grad_enabled():  # double backward
+            return _graph_backward(lmax, v, g, *_tables(lmax, normalization, v.dtype, v.device)), None, None
         g = g.contiguous()
         gv = torch.empty_like(v)
         _, bwd = _native_kernels()[v.dtype]
