@@ -27,8 +27,9 @@ Two implementations of the same operation, both exact (rounding only) and ``O(L^
 
 On the CPU (float32 and float64) :func:`gaunt_product_grid` and the ``"gaunt_grid"`` tensor-product backend run a
 compiled kernel, ``csrc/grid_product.cpp`` (built on first use by :mod:`liequiv.native`; the torch code here where
-no compiler exists): 16 signals in the SIMD lanes, the whole grid of a block in the cache, the symmetry
-``α -> 2π - α`` of the grid halving the azimuthal sums, and reading and writing e3nn's layout directly. It is
+no compiler exists): one SIMD vector of signals (8 with AVX2, 16 with AVX-512), the whole grid of a block in the
+cache, the symmetry ``α -> 2π - α`` of the grid halving the azimuthal sums, and reading and writing e3nn's layout
+directly. It is
 trilinear in (input, input, cotangent), so its gradients are the same kernel with the tables exchanged, to any order.
 
 Measured (``benchmarks/bench_o3.py --section c``, the full product of two signals of degrees ``0..L`` with 16

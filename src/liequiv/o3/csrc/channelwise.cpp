@@ -17,7 +17,8 @@
 
 namespace {
 
-constexpr int B = 16;  // samples per block
+// samples per block: one widest SIMD vector of float32 (16 with AVX-512, 8 with AVX, else 4); wider vectors spill
+constexpr int B = simd::kVectorBytes / sizeof(float);
 
 template <typename T>
 struct Vec {

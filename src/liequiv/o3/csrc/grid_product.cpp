@@ -6,18 +6,20 @@
 // gaunt.py), so this one kernel serves every order of derivative. Signal r = z C + u (sample z, channel u) finds its
 // coefficient k of an operand at column base[k] + u step[k] of row z (e3nn's layout, or a plain [.., M, L+1] one),
 // times scale[k]; base[k] < 0 reads 0 and is not written. W signals run in the lanes of one vector (GCC
-// vector extensions: one or two AVX-512 registers); a block's whole grid stays in cache, so only the inputs and the
+// vector extensions: one or two registers); a block's whole grid stays in cache, so only the inputs and the
 // output touch memory.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
 
-constexpr int W = 16;  // signals per block (lanes)
+// signals per block (lanes): one widest SIMD vector of float32 (16 with AVX-512, 8 with AVX, else 4); wider vectors
+// spill
+constexpr int W = simd::kVectorBytes / sizeof(float);
 
 template <typename T>
 struct Lanes;
@@ -30,11 +32,13 @@ struct Lanes<double> {
   typedef double type __attribute__((vector_size(W * sizeof(double))));
 };
 
-// v[w] = p[w * st] and p[w * st] = v[w] for the W lanes: AVX-512 gathers and scatters where available.
+// v[w] = p[w * st] and p[w * st] = v[w] for the W lanes: AVX-512 gathers and scatters where available, else AVX2
+// gathers and plain stores.
 template <typename T, typename V>
 inline V load_strided(const T* p, int64_t st) {
   V v;
 #if defined(__AVX512F__)
+  static_assert(W == 16);
   if (st < (int64_t(1) << 26)) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(int(st)));
@@ -46,6 +50,23 @@ inline V load_strided(const T* p, int64_t st) {
       const __m512d hi = _mm512_i32gather_pd(_mm512_extracti64x4_epi64(idx, 1), p, 8);
       std::memcpy(&v, &lo, sizeof(lo));
       std::memcpy(reinterpret_cast<char*>(&v) + sizeof(lo), &hi, sizeof(hi));
+    }
+    return v;
+  }
+#elif defined(__AVX2__)
+  if (st < (int64_t(1) << 27)) {  // W / 8 (float) or W / 4 (double) gathers of consecutive lanes
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(st)));
+    char* to = reinterpret_cast<char*>(&v);
+    if constexpr (sizeof(T) == 4) {
+      for (int w = 0; w < W; w += 8) {
+        const __m256 g = _mm256_i32gather_ps(p + w * st, idx, 4);
+        std::memcpy(to + w * sizeof(T), &g, sizeof(g));
+      }
+    } else {
+      for (int w = 0; w < W; w += 4) {
+        const __m256d g = _mm256_i32gather_pd(p + w * st, _mm256_castsi256_si128(idx), 8);
+        std::memcpy(to + w * sizeof(T), &g, sizeof(g));
+      }
     }
     return v;
   }

@@ -1,7 +1,7 @@
 // Shared by the CPU kernels of liequiv.o3 (included by harmonics.cpp and channelwise.cpp): a block of B samples is
 // held as one SIMD vector per feature, [d][B], while e3nn's tensors are row-major [n][d]. These move blocks between
-// the two layouts, 64-byte tiles transposed in registers where the CPU has AVX-512, and write outputs larger than the
-// caches with non-temporal stores.
+// the two layouts, tiles of one vector per row transposed in registers where the CPU has AVX-512 or AVX, and write
+// outputs larger than the caches with non-temporal stores.
 #pragma once
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -13,10 +13,19 @@
 
 namespace simd {
 
-// out[c][r] = in[r][c] for one R x R tile, R = 64 / sizeof(T) (one 64-byte vector per row)
+// bytes of the widest SIMD vector; a tile has one such vector per row
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;  // SSE2, NEON (plain loops)
+#endif
+
+// out[c][r] = in[r][c] for one R x R tile, R = kVectorBytes / sizeof(T)
 template <typename T>
 void transpose_tile(const T* const* in, T* const* out) {
-  constexpr int R = 64 / sizeof(T);
+  constexpr int R = kVectorBytes / sizeof(T);
   for (int c = 0; c < R; ++c)
     for (int r = 0; r < R; ++r) out[c][r] = in[r][c];
 }
@@ -75,12 +84,45 @@ void transpose_tile<double>(const double* const* in, double* const* out) {
     for (int L = 0; L < 4; ++L) _mm512_storeu_pd(out[2 * L + c], t[2 * L + c]);
   }
 }
+#elif defined(__AVX__)
+template <>
+void transpose_tile<float>(const float* const* in, float* const* out) {
+  __m256 t[8], s[8];
+  for (int r = 0; r < 8; r += 2) {  // t[r + h] = rows r, r + 1 interleaved: columns 2h, 2h + 1 of each 128-bit half
+    const __m256 a = _mm256_loadu_ps(in[r]), b = _mm256_loadu_ps(in[r + 1]);
+    t[r] = _mm256_unpacklo_ps(a, b);
+    t[r + 1] = _mm256_unpackhi_ps(a, b);
+  }
+  for (int g = 0; g < 8; g += 4)  // s[g + c] = rows g..g+3 of column c (low half) and c + 4 (high half)
+    for (int h = 0; h < 2; ++h) {
+      s[g + 2 * h] = _mm256_shuffle_ps(t[g + h], t[g + 2 + h], _MM_SHUFFLE(1, 0, 1, 0));
+      s[g + 2 * h + 1] = _mm256_shuffle_ps(t[g + h], t[g + 2 + h], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+  for (int c = 0; c < 4; ++c) {
+    _mm256_storeu_ps(out[c], _mm256_permute2f128_ps(s[c], s[4 + c], 0x20));
+    _mm256_storeu_ps(out[c + 4], _mm256_permute2f128_ps(s[c], s[4 + c], 0x31));
+  }
+}
+
+template <>
+void transpose_tile<double>(const double* const* in, double* const* out) {
+  __m256d t[4];
+  for (int r = 0; r < 4; r += 2) {  // t[r + c] = rows r, r + 1 of columns c (low half) and c + 2 (high half)
+    const __m256d a = _mm256_loadu_pd(in[r]), b = _mm256_loadu_pd(in[r + 1]);
+    t[r] = _mm256_unpacklo_pd(a, b);
+    t[r + 1] = _mm256_unpackhi_pd(a, b);
+  }
+  for (int c = 0; c < 2; ++c) {
+    _mm256_storeu_pd(out[c], _mm256_permute2f128_pd(t[c], t[2 + c], 0x20));
+    _mm256_storeu_pd(out[c + 2], _mm256_permute2f128_pd(t[c], t[2 + c], 0x31));
+  }
+}
 #endif
 
 // out[c * ld_out + r] = row(r)[c] for r < n_rows, c < n_cols: R x R tiles in registers, the margins one by one
 template <typename T, typename Row>
 void transpose(Row row, int64_t n_rows, int64_t n_cols, T* out, int64_t ld_out) {
-  constexpr int R = 64 / sizeof(T);
+  constexpr int R = kVectorBytes / sizeof(T);
   const int64_t r_end = n_rows / R * R, c_end = n_cols / R * R;
   for (int64_t r0 = 0; r0 < r_end; r0 += R)
     for (int64_t c0 = 0; c0 < c_end; c0 += R) {
@@ -103,9 +145,9 @@ void load_block(const T* src, int64_t ld, int64_t d, int nb, T* dst) {
 }
 
 // n values to dst, with non-temporal stores (no read-for-ownership, no cache pollution) where stream is set and the
-// CPU has AVX-512; each thread calls fence() after its last one
+// CPU has AVX-512 or AVX; each thread calls fence() after its last one
 template <typename T>
-void copy_out(T* dst, const T* src, int64_t n, bool stream) {
+void copy_out(T* dst, const T* src, int64_t n, [[maybe_unused]] bool stream) {
   int64_t i = 0;
 #if defined(__AVX512F__)
   if (stream) {
@@ -113,12 +155,19 @@ void copy_out(T* dst, const T* src, int64_t n, bool stream) {
     for (; i + 64 / int64_t(sizeof(T)) <= n; i += 64 / sizeof(T))
       _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
   }
+#elif defined(__AVX__)
+  if (stream) {
+    for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 32; ++i) dst[i] = src[i];
+    for (; i + 32 / int64_t(sizeof(T)) <= n; i += 32 / sizeof(T))
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+  }
 #endif
   std::memcpy(dst + i, src + i, (n - i) * sizeof(T));
 }
 
 inline void fence() {
-#if defined(__AVX512F__)
+#if defined(__AVX__)
   _mm_sfence();
 #endif
 }
