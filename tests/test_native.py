@@ -1,6 +1,5 @@
 """The compile-on-first-use loader of the C++ kernels: build, cache, opt-out and failure fall back to None."""
 
-import ctypes
 
 import pytest
 import torch
@@ -58,8 +57,7 @@ def test_no_compiler_warns(tmp_path, cache, monkeypatch):
 
 def test_ptr_needs_contiguous_cpu_tensor():
     t = torch.arange(6.0).reshape(2, 3)
-    assert native.ptr(t).value == t.data_ptr()
-    assert isinstance(native.ptr(t), ctypes.c_void_p)
+    assert native.ptr(t) == t.data_ptr()
     with pytest.raises(ValueError, match="contiguous CPU"):
         native.ptr(t.T)
 

@@ -93,11 +93,11 @@ def load(source: Path) -> ctypes.CDLL | None:
     return _load(source) if enabled() else None
 
 
-def ptr(t: Tensor) -> ctypes.c_void_p:
-    """The data pointer of a contiguous CPU tensor, for a kernel argument."""
-    if t.device.type != "cpu" or not t.is_contiguous():
+def ptr(t: Tensor) -> int:
+    """The data pointer of a contiguous CPU tensor, for a kernel argument (declared ``ctypes.c_void_p``)."""
+    if not (t.is_cpu and t.is_contiguous()):
         raise ValueError("native kernels take contiguous CPU tensors")
-    return ctypes.c_void_p(t.data_ptr())
+    return t.data_ptr()
 
 
 def threads() -> int:

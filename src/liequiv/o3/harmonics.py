@@ -362,7 +362,7 @@ def _scale(lmax: int, normalization: str) -> Tensor:
 def _native_ready(v: Tensor) -> bool:
     """Whether the compiled kernels (``csrc/harmonics.cpp``) take ``v``: on the CPU, enabled and built (see
     :mod:`liequiv.native`)."""
-    return v.device.type == "cpu" and native.enabled() and _native_kernels() is not None
+    return v.is_cpu and native.enabled() and _native_kernels() is not None
 
 
 def _native_forward(lmax: int, v: Tensor, normalization: str) -> Tensor:
@@ -439,6 +439,13 @@ def _solid_recurrence(lmax: int, v: Tensor, normalization: str) -> Tensor:
     return torch.cat(out).T
 
 
+def _restore(out: Tensor, batch: torch.Size, dtype: torch.dtype) -> Tensor:
+    """``out [N, K]`` with the batch shape and dtype of the input (skipping the no-op calls, a few us each)."""
+    if len(batch) != 1:
+        out = out.reshape(*batch, out.shape[-1])
+    return out if out.dtype == dtype else out.to(dtype)
+
+
 def spherical_harmonics(
     lmax: int,
     vectors: Tensor,
@@ -486,25 +493,23 @@ def spherical_harmonics(
     if in_dtype not in (torch.float32, torch.float64):
         vectors = vectors.float()
     batch = vectors.shape[:-1]
-    v = vectors.reshape(-1, 3)
+    v = vectors.reshape(-1, 3) if vectors.ndim != 2 else vectors
     if normalize and _native_ready(v):
         if not (torch.is_grad_enabled() and v.requires_grad):
-            return _native_forward(lmax, v, normalization).reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
+            return _restore(_native_forward(lmax, v, normalization), batch, in_dtype)
         if lmax > 0:  # (lmax 0 is a constant: the closed form below keeps it in the graph)
-            out = _NativeHarmonicsFunction.apply(v, lmax, normalization)
-            return out.reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
+            return _restore(_NativeHarmonicsFunction.apply(v, lmax, normalization), batch, in_dtype)
     if not normalize:
-        out = _solid_recurrence(lmax, v, normalization)
-        return out.reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
+        return _restore(_solid_recurrence(lmax, v, normalization), batch, in_dtype)
     if lmax <= 1:  # closed form: fewer operations than the general path
         scale = _degree_scale(lmax, normalization)
         u, _ = _unit(v)
         y0 = u[:, :1] * 0 + float(scale[0])  # in the graph (zero gradient), like every other degree
         out = y0 if lmax == 0 else torch.cat([y0, u * float(math.sqrt(3) * scale[1])], -1)
-        return out.reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
+        return _restore(out, batch, in_dtype)
     cheb, expand = _tables(lmax, normalization, v.dtype, v.device)
     if _USE_HAND_BACKWARD:
         out = _HarmonicsFunction.apply(v, lmax, normalization, cheb, expand)
     else:
         out = _forward_autograd(lmax, v, cheb, expand)
-    return out.reshape(*batch, (lmax + 1) ** 2).to(in_dtype)
+    return _restore(out, batch, in_dtype)

@@ -105,12 +105,8 @@ void normalize<float>(float* X, float* Y, float* Z, float* inv, float* mu) {
 // number) all are 0, which makes every output of degree >= 1 and every gradient 0 there
 template <typename T>
 void unit_block(const T* v, int64_t n0, int nb, T* X, T* Y, T* Z, T* inv, T* mu) {
-  for (int b = 0; b < B; ++b) {
-    const int64_t i = 3 * (n0 + (b < nb ? b : 0));
-    X[b] = v[i + 2];
-    Y[b] = v[i];
-    Z[b] = v[i + 1];
-  }
+  simd::deinterleave3(v + 3 * n0, nb, Y, Z, X);
+  for (int b = nb; b < B; ++b) X[b] = X[0], Y[b] = Y[0], Z[b] = Z[0];
   normalize(X, Y, Z, inv, mu);
 }
 
@@ -142,9 +138,12 @@ void forward(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, i
       const int nb = int(n - n0 < B ? n - n0 : B);
       alignas(64) T X[B], Y[B], Z[B], inv[B], mu[B], C[B], S[B], q[3][B];
       unit_block(v, n0, nb, X, Y, Z, inv, mu);
-      for (int b = 0; b < B; ++b) C[b] = T(1), S[b] = T(0);
       for (int k = 0; k <= lmax; ++k) {
-        if (k > 0) rotate(X, Y, C, S);
+        if (k == 1) {
+          for (int b = 0; b < B; ++b) C[b] = X[b], S[b] = Y[b];
+        } else if (k > 1) {
+          rotate(X, Y, C, S);
+        }
         T *q_prev = q[0], *q_cur = q[1], *q_next = q[2];
         for (int l = k; l <= lmax; ++l) {  // q_l^k, then f q Re/Im (X + iY)^k at (l, ±k)
           if (l == k) {
@@ -245,13 +244,13 @@ void backward(const T* v, const T* g, T* grad_v, int64_t n, int lmax, const doub
         }
       }
       // through u = v / |v|: (g_u - u (u · g_u)) / |v|, in (x, y, z) = (Y, Z, X) order
-      for (int b = 0; b < nb; ++b) {
+      for (int b = 0; b < B; ++b) {
         const T dot = Y[b] * gY[b] + Z[b] * gZ[b] + X[b] * gX[b];
-        T* o = grad_v + 3 * (n0 + b);
-        o[0] = (gY[b] - Y[b] * dot) * inv[b];
-        o[1] = (gZ[b] - Z[b] * dot) * inv[b];
-        o[2] = (gX[b] - X[b] * dot) * inv[b];
+        gX[b] = (gX[b] - X[b] * dot) * inv[b];
+        gY[b] = (gY[b] - Y[b] * dot) * inv[b];
+        gZ[b] = (gZ[b] - Z[b] * dot) * inv[b];
       }
+      simd::interleave3(gY, gZ, gX, nb, grad_v + 3 * n0);
     }
   }
 }

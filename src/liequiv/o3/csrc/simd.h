@@ -1,7 +1,6 @@
-// Shared by the CPU kernels of liequiv.o3 (included by harmonics.cpp and channelwise.cpp): a block of B samples is
-// held as one SIMD vector per feature, [d][B], while e3nn's tensors are row-major [n][d]. These move blocks between
-// the two layouts, tiles of one vector per row transposed in registers where the CPU has AVX-512 or AVX, and write
-// outputs larger than the caches with non-temporal stores.
+// Shared by the CPU kernels of liequiv.o3: a block of B samples is held as one SIMD vector per feature, [d][B], while
+// e3nn's tensors are row-major [n][d]. These move blocks between the two layouts, in tiles transposed in registers
+// (AVX-512, AVX, SSE; plain loops elsewhere), and write outputs larger than the caches with non-temporal stores.
 #pragma once
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -13,6 +12,8 @@
 
 namespace simd {
 
+#define SIMD_INLINE inline __attribute__((always_inline))
+
 // bytes of the widest SIMD vector; a tile has one such vector per row
 #if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
@@ -22,10 +23,9 @@ constexpr int kVectorBytes = 32;
 constexpr int kVectorBytes = 16;  // SSE2, NEON (plain loops)
 #endif
 
-// out[c][r] = in[r][c] for one R x R tile, R = kVectorBytes / sizeof(T)
-template <typename T>
-void transpose_tile(const T* const* in, T* const* out) {
-  constexpr int R = kVectorBytes / sizeof(T);
+// out[c][r] = in[r][c] for one R x R tile (plain loops; the sizes that fit one register per row are specialized below)
+template <typename T, int R>
+SIMD_INLINE void transpose_tile(const T* const* in, T* const* out) {
   for (int c = 0; c < R; ++c)
     for (int r = 0; r < R; ++r) out[c][r] = in[r][c];
 }
@@ -52,7 +52,7 @@ inline void transpose_lanes(V& a, V& b, V& c, V& d) {
 }
 
 template <>
-void transpose_tile<float>(const float* const* in, float* const* out) {
+SIMD_INLINE void transpose_tile<float, 16>(const float* const* in, float* const* out) {
   __m512 t[16], u[16];
   for (int r = 0; r < 16; r += 2) {  // t[r + h] lane L = rows r, r + 1 of columns 4L + 2h, 4L + 2h + 1
     const __m512 a = _mm512_loadu_ps(in[r]), b = _mm512_loadu_ps(in[r + 1]);
@@ -72,7 +72,7 @@ void transpose_tile<float>(const float* const* in, float* const* out) {
 }
 
 template <>
-void transpose_tile<double>(const double* const* in, double* const* out) {
+SIMD_INLINE void transpose_tile<double, 8>(const double* const* in, double* const* out) {
   __m512d t[8];
   for (int r = 0; r < 8; r += 2) {  // t[r + c] lane L = rows r, r + 1 of column 2L + c
     const __m512d a = _mm512_loadu_pd(in[r]), b = _mm512_loadu_pd(in[r + 1]);
@@ -84,9 +84,11 @@ void transpose_tile<double>(const double* const* in, double* const* out) {
     for (int L = 0; L < 4; ++L) _mm512_storeu_pd(out[2 * L + c], t[2 * L + c]);
   }
 }
-#elif defined(__AVX__)
+#endif
+
+#if defined(__AVX__)
 template <>
-void transpose_tile<float>(const float* const* in, float* const* out) {
+SIMD_INLINE void transpose_tile<float, 8>(const float* const* in, float* const* out) {
   __m256 t[8], s[8];
   for (int r = 0; r < 8; r += 2) {  // t[r + h] = rows r, r + 1 interleaved: columns 2h, 2h + 1 of each 128-bit half
     const __m256 a = _mm256_loadu_ps(in[r]), b = _mm256_loadu_ps(in[r + 1]);
@@ -105,7 +107,7 @@ void transpose_tile<float>(const float* const* in, float* const* out) {
 }
 
 template <>
-void transpose_tile<double>(const double* const* in, double* const* out) {
+SIMD_INLINE void transpose_tile<double, 4>(const double* const* in, double* const* out) {
   __m256d t[4];
   for (int r = 0; r < 4; r += 2) {  // t[r + c] = rows r, r + 1 of columns c (low half) and c + 2 (high half)
     const __m256d a = _mm256_loadu_pd(in[r]), b = _mm256_loadu_pd(in[r + 1]);
@@ -119,23 +121,95 @@ void transpose_tile<double>(const double* const* in, double* const* out) {
 }
 #endif
 
-// out[c * ld_out + r] = row(r)[c] for r < n_rows, c < n_cols: R x R tiles in registers, the margins one by one
-template <typename T, typename Row>
-void transpose(Row row, int64_t n_rows, int64_t n_cols, T* out, int64_t ld_out) {
-  constexpr int R = kVectorBytes / sizeof(T);
-  const int64_t r_end = n_rows / R * R, c_end = n_cols / R * R;
-  for (int64_t r0 = 0; r0 < r_end; r0 += R)
-    for (int64_t c0 = 0; c0 < c_end; c0 += R) {
+#if defined(__SSE__)
+template <>
+SIMD_INLINE void transpose_tile<float, 4>(const float* const* in, float* const* out) {
+  __m128 r0 = _mm_loadu_ps(in[0]), r1 = _mm_loadu_ps(in[1]), r2 = _mm_loadu_ps(in[2]), r3 = _mm_loadu_ps(in[3]);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(out[0], r0);
+  _mm_storeu_ps(out[1], r1);
+  _mm_storeu_ps(out[2], r2);
+  _mm_storeu_ps(out[3], r3);
+}
+#endif
+
+// out[c * ld + r] = row(r)[c] over rows [r0, r1) and columns [c0, c1): R x R tiles, then the margins with tiles of
+// half the size, down to 4 x 4, the rest one by one
+template <int R, typename T, typename Row>
+SIMD_INLINE void transpose_region(Row row, int64_t r0, int64_t r1, int64_t c0, int64_t c1, T* out, int64_t ld) {
+  const int64_t r_end = r0 + (r1 - r0) / R * R, c_end = c0 + (c1 - c0) / R * R;
+  for (int64_t r = r0; r < r_end; r += R)
+    for (int64_t c = c0; c < c_end; c += R) {
       const T* in[R];
       T* to[R];
       for (int i = 0; i < R; ++i) {
-        in[i] = row(r0 + i) + c0;
-        to[i] = out + (c0 + i) * ld_out + r0;
+        in[i] = row(r + i) + c;
+        to[i] = out + (c + i) * ld + r;
       }
-      transpose_tile(in, to);
+      transpose_tile<T, R>(in, to);
     }
-  for (int64_t r = 0; r < n_rows; ++r)
-    for (int64_t c = r < r_end ? c_end : 0; c < n_cols; ++c) out[c * ld_out + r] = row(r)[c];
+  if constexpr (R > 4) {
+    transpose_region<R / 2>(row, r0, r_end, c_end, c1, out, ld);
+    transpose_region<R / 2>(row, r_end, r1, c0, c1, out, ld);
+  } else {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = r < r_end ? c_end : c0; c < c1; ++c) out[c * ld + r] = row(r)[c];
+  }
+}
+
+// out[c * ld_out + r] = row(r)[c] for r < n_rows, c < n_cols
+template <typename T, typename Row>
+void transpose(Row row, int64_t n_rows, int64_t n_cols, T* out, int64_t ld_out) {
+  transpose_region<kVectorBytes / int(sizeof(T))>(row, 0, n_rows, 0, n_cols, out, ld_out);
+}
+
+// n points [n][3] <-> three rows x, y, z [n]. With AVX2 (float32) 8 points at a time: their 3 vectors hold x in lanes
+// {0, 3, 6}, {1, 4, 7}, {2, 5} of the first, second, third, y and z in the same sets turned by one and two; blends
+// pick them (masks 0x49, 0x92, 0x24 for those three sets) and a permutation orders them.
+#if defined(__AVX2__)
+inline __m256i lanes(int a, int b, int c, int d, int e, int f, int g, int h) {
+  return _mm256_setr_epi32(a, b, c, d, e, f, g, h);
+}
+#endif
+
+template <typename T>
+void deinterleave3(const T* v, int64_t n, T* x, T* y, T* z) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    const __m256i ox = lanes(0, 3, 6, 1, 4, 7, 2, 5), oy = lanes(1, 4, 7, 2, 5, 0, 3, 6);
+    const __m256i oz = lanes(2, 5, 0, 3, 6, 1, 4, 7);
+    for (; i + 8 <= n; i += 8) {
+      const float* p = v + 3 * i;
+      const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8), c = _mm256_loadu_ps(p + 16);
+      _mm256_storeu_ps(x + i, _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24), ox));
+      _mm256_storeu_ps(y + i, _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49), oy));
+      _mm256_storeu_ps(z + i, _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92), oz));
+    }
+  }
+#endif
+  for (; i < n; ++i) x[i] = v[3 * i], y[i] = v[3 * i + 1], z[i] = v[3 * i + 2];
+}
+
+template <typename T>
+void interleave3(const T* x, const T* y, const T* z, int64_t n, T* v) {
+  int64_t i = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {  // the inverse permutations, then the same blends
+    const __m256i ox = lanes(0, 3, 6, 1, 4, 7, 2, 5), oy = lanes(5, 0, 3, 6, 1, 4, 7, 2);
+    const __m256i oz = lanes(2, 5, 0, 3, 6, 1, 4, 7);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i), ox);
+      const __m256 b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(y + i), oy);
+      const __m256 c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(z + i), oz);
+      float* p = v + 3 * i;
+      _mm256_storeu_ps(p, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24));
+      _mm256_storeu_ps(p + 8, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49));
+      _mm256_storeu_ps(p + 16, _mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92));
+    }
+  }
+#endif
+  for (; i < n; ++i) v[3 * i] = x[i], v[3 * i + 1] = y[i], v[3 * i + 2] = z[i];
 }
 
 // rows [nb][d] of src (row stride ld, 0: one row for all) -> dst [d][B]; missing samples repeat the first row
