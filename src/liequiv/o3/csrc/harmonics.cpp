@@ -7,6 +7,7 @@
 // recurrences (dq/dZ, and d(X + iY)^m = m (X + iY)^(m-1) d(X + iY)) and projects out the radial direction.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -120,6 +121,68 @@ inline void rotate(const T* X, const T* Y, T* C, T* S) {
   }
 }
 
+// a vector of kLanes values (GCC vector extensions: one register), loaded from and stored to plain arrays
+template <typename T>
+struct Vector {
+  typedef T type __attribute__((vector_size(simd::kVectorBytes)));
+};
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename T, typename V>
+inline void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// The block's outputs into tmp [K][B], from its unit vectors and μ [B]: N = B / kLanes vectors side by side, each step
+// of the recurrences for all of them before the next (independent chains that overlap, values held in registers).
+template <typename V, typename T>
+inline void block_outputs(const Recurrence<T>& rec, int lmax, const T* Xa, const T* Ya, const T* Za, const T* mua,
+                          T* tmp) {
+  constexpr int kLanes = sizeof(V) / sizeof(T), N = B / kLanes;
+  V X[N], Y[N], Z[N], mu[N], C[N], S[N], q[N], q_prev[N];
+  for (int j = 0; j < N; ++j) {
+    const int b = j * kLanes;
+    X[j] = load<V>(Xa + b), Y[j] = load<V>(Ya + b), Z[j] = load<V>(Za + b), mu[j] = load<V>(mua + b);
+    C[j] = X[j], S[j] = Y[j];  // Re, Im (X + iY)^k, from k = 1
+  }
+  for (int k = 0; k <= lmax; ++k) {
+    for (int j = 0; j < N && k > 1; ++j) {
+      const V Ck = X[j] * C[j] - Y[j] * S[j];
+      S[j] = X[j] * S[j] + Y[j] * C[j];
+      C[j] = Ck;
+    }
+    for (int j = 0; j < N; ++j) q[j] = V{} + rec.diag[k], q_prev[j] = V{};
+    for (int l = k; l <= lmax; ++l) {  // q_l^k, then f q Re/Im (X + iY)^k at (l, ±k)
+      const T a = rec.a[rec.at(l, k)], b = rec.b[rec.at(l, k)], f = rec.f[rec.at(l, k)];
+      T* pos = tmp + size_t(l * l + l + k) * B;
+      T* neg = tmp + size_t(l * l + l - k) * B;
+      for (int j = 0; j < N; ++j) {
+        if (l == k + 1) {
+          q_prev[j] = q[j];
+          q[j] = rec.first[k] * Z[j];
+        } else if (l > k + 1) {
+          const V q_next = a * Z[j] * q[j] - b * q_prev[j];
+          q_prev[j] = q[j];
+          q[j] = q_next;
+        }
+      }
+      for (int j = 0; j < N; ++j) {
+        const V p = f * q[j];
+        if (k == 0) {
+          store(pos + j * kLanes, l == 0 ? p : p * mu[j]);
+        } else {
+          store(pos + j * kLanes, p * C[j]);
+          store(neg + j * kLanes, p * S[j]);
+        }
+      }
+    }
+  }
+}
+
 // FIXED >= 0: lmax known at compile time (the loops of low degrees unroll); -1: lmax given at run time.
 template <typename T, int FIXED>
 void forward(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, int n_threads) {
@@ -128,6 +191,7 @@ void forward(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, i
   const Recurrence<T> rec(lmax, scale);
   const int64_t blocks = (n + B - 1) / B;
   const bool stream = n * K * int64_t(sizeof(T)) > (int64_t(8) << 20);  // smaller outputs stay in the caches
+  using V = typename Vector<T>::type;
 #pragma omp parallel num_threads(n_threads)
   {
     std::vector<T> tmp(size_t(K) * B);   // [K][B], the block's output
@@ -136,40 +200,9 @@ void forward(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, i
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t n0 = blk * B;
       const int nb = int(n - n0 < B ? n - n0 : B);
-      alignas(64) T X[B], Y[B], Z[B], inv[B], mu[B], C[B], S[B], q[3][B];
-      unit_block(v, n0, nb, X, Y, Z, inv, mu);
-      for (int k = 0; k <= lmax; ++k) {
-        if (k == 1) {
-          for (int b = 0; b < B; ++b) C[b] = X[b], S[b] = Y[b];
-        } else if (k > 1) {
-          rotate(X, Y, C, S);
-        }
-        T *q_prev = q[0], *q_cur = q[1], *q_next = q[2];
-        for (int l = k; l <= lmax; ++l) {  // q_l^k, then f q Re/Im (X + iY)^k at (l, ±k)
-          if (l == k) {
-            for (int b = 0; b < B; ++b) q_cur[b] = rec.diag[k];
-          } else if (l == k + 1) {
-            for (int b = 0; b < B; ++b) q_prev[b] = q_cur[b], q_cur[b] = rec.first[k] * Z[b];
-          } else {
-            const T a = rec.a[rec.at(l, k)], c = rec.b[rec.at(l, k)];
-            for (int b = 0; b < B; ++b) q_next[b] = a * Z[b] * q_cur[b] - c * q_prev[b];
-            T* t = q_prev;
-            q_prev = q_cur, q_cur = q_next, q_next = t;
-          }
-          const T fl = rec.f[rec.at(l, k)];
-          T* pos = &tmp[size_t(l * l + l + k) * B];
-          if (k == 0) {
-            for (int b = 0; b < B; ++b) pos[b] = l == 0 ? fl : fl * q_cur[b] * mu[b];
-          } else {
-            T* neg = &tmp[size_t(l * l + l - k) * B];
-            for (int b = 0; b < B; ++b) {
-              const T p = fl * q_cur[b];
-              pos[b] = p * C[b];
-              neg[b] = p * S[b];
-            }
-          }
-        }
-      }
+      alignas(64) T Xa[B], Ya[B], Za[B], inv[B], mua[B];
+      unit_block(v, n0, nb, Xa, Ya, Za, inv, mua);
+      block_outputs<V>(rec, lmax, Xa, Ya, Za, mua, tmp.data());
       simd::store_block<B>(tmp.data(), K, nb, rows.data(), out + n0 * K, stream);
     }
     simd::fence();
@@ -190,12 +223,14 @@ void backward(const T* v, const T* g, T* grad_v, int64_t n, int lmax, const doub
       const int64_t n0 = blk * B;
       const int nb = int(n - n0 < B ? n - n0 : B);
       alignas(64) T X[B], Y[B], Z[B], inv[B], mu[B], C[B], S[B], Cp[B], Sp[B], q[3][B], dq[3][B];
-      alignas(64) T gX[B] = {}, gY[B] = {}, gZ[B] = {}, sc[B], ss[B];
+      alignas(64) T gX[B], gY[B], gZ[B], sc[B], ss[B];
       unit_block(v, n0, nb, X, Y, Z, inv, mu);
       simd::load_block<B>(g + n0 * K, K, K, nb, gt.data());
-      for (int b = 0; b < B; ++b) C[b] = T(1), S[b] = T(0);
+      for (int b = 0; b < B; ++b) gX[b] = gY[b] = gZ[b] = T(0);
       for (int k = 0; k <= lmax; ++k) {
-        if (k > 0) {
+        if (k == 1) {
+          for (int b = 0; b < B; ++b) C[b] = X[b], S[b] = Y[b];
+        } else if (k > 1) {
           for (int b = 0; b < B; ++b) Cp[b] = C[b], Sp[b] = S[b];
           rotate(X, Y, C, S);
         }
@@ -236,7 +271,9 @@ void backward(const T* v, const T* g, T* grad_v, int64_t n, int lmax, const doub
             }
           }
         }
-        if (k > 0) {  // dC_k = k (C_{k-1} dX - S_{k-1} dY), dS_k = k (S_{k-1} dX + C_{k-1} dY)
+        if (k == 1) {  // dC_k = k (C_{k-1} dX - S_{k-1} dY), dS_k = k (S_{k-1} dX + C_{k-1} dY); C_0 = 1, S_0 = 0
+          for (int b = 0; b < B; ++b) gX[b] += sc[b], gY[b] += ss[b];
+        } else if (k > 1) {
           for (int b = 0; b < B; ++b) {
             gX[b] += T(k) * (sc[b] * Cp[b] + ss[b] * Sp[b]);
             gY[b] += T(k) * (ss[b] * Cp[b] - sc[b] * Sp[b]);
