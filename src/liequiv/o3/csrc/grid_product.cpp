@@ -93,12 +93,14 @@ struct Operand {
   const T* phi;    // [M][na]
 };
 
-// Rows i0 .. i0 + N - 1 of matvec below: N independent chains of multiply-adds, each x[j] loaded once for all.
+// Rows i0 .. i0 + N - 1 of matvec below: N independent chains of multiply-adds, each x[j] loaded once for all. The
+// chains start from the first term (cols >= 1): a zeroed start compiles to a memset, slow to start for 128 bytes.
 template <int N, typename T, typename V>
 inline void matvec_rows(const T* A, int si, int sj, int i0, int cols, const V* x, int sx, V* y, int sy, bool multiply) {
-  V acc[N] = {};
+  V acc[N];
   const T* r = A + i0 * si;
-  for (int j = 0; j < cols; ++j) {
+  for (int n = 0; n < N; ++n) acc[n] = r[n * si] * x[0];
+  for (int j = 1; j < cols; ++j) {
     const V v = x[j * sx];
     for (int n = 0; n < N; ++n) acc[n] += r[j * sj + n * si] * v;
   }
@@ -108,12 +110,17 @@ inline void matvec_rows(const T* A, int si, int sj, int i0, int cols, const V* x
   }
 }
 
-// y[i * sy] (=, or *= when multiply) Σ_j A[i * si + j * sj] x[j * sx] for i < rows, j < cols, four rows at a time.
+// y[i * sy] (=, or *= when multiply) Σ_j A[i * si + j * sj] x[j * sx] for i < rows, j < cols (>= 1), eight rows at a
+// time (eight chains hide the latency of the multiply-adds).
 template <typename T, typename V>
 void matvec(const T* A, int si, int sj, int rows, int cols, const V* x, int sx, V* y, int sy, bool multiply) {
   int i = 0;
-  for (; i + 4 <= rows; i += 4) matvec_rows<4>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+  for (; i + 8 <= rows; i += 8) matvec_rows<8>(A, si, sj, i, cols, x, sx, y, sy, multiply);
   switch (rows - i) {
+    case 7: return matvec_rows<7>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+    case 6: return matvec_rows<6>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+    case 5: return matvec_rows<5>(A, si, sj, i, cols, x, sx, y, sy, multiply);
+    case 4: return matvec_rows<4>(A, si, sj, i, cols, x, sx, y, sy, multiply);
     case 3: return matvec_rows<3>(A, si, sj, i, cols, x, sx, y, sy, multiply);
     case 2: return matvec_rows<2>(A, si, sj, i, cols, x, sx, y, sy, multiply);
     case 1: return matvec_rows<1>(A, si, sj, i, cols, x, sx, y, sy, multiply);
@@ -172,7 +179,7 @@ struct Block {
     const int h = na / 2;
     for (int b = 0; b < nb; ++b) {
       matvec(phi + L * na, 1, na, h + 1, L + 1, g.data() + b * M + L, 1, even.data(), 1, false);
-      matvec(phi, 1, na, h + 1, L, g.data() + b * M, 1, odd.data(), 1, false);
+      if (L > 0) matvec(phi, 1, na, h + 1, L, g.data() + b * M, 1, odd.data(), 1, false);
       V* fb = f.data() + b * na;
       for (int a = 0; a <= h; ++a) {
         const V e = even[a], o = L > 0 ? odd[a] : V{};
