@@ -29,14 +29,15 @@ On the CPU (float32 and float64) :func:`gaunt_product_grid` and the ``"gaunt_gri
 compiled kernel, ``csrc/grid_product.cpp`` (built on first use by :mod:`liequiv.native`; the torch code here where
 no compiler exists): one SIMD vector of signals (8 with AVX2, 16 with AVX-512), the whole grid of a block in the
 cache, the symmetry ``α -> 2π - α`` of the grid halving the azimuthal sums, and reading and writing e3nn's layout
-directly. It is
-trilinear in (input, input, cotangent), so its gradients are the same kernel with the tables exchanged, to any order.
+directly. It is trilinear in (input, input, cotangent), so its gradients are the same kernel with the tables
+exchanged, to any order.
 
 Measured (``benchmarks/bench_o3.py --section c``, the full product of two signals of degrees ``0..L`` with 16
-channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is 17-22x faster
-than e3nn's path-by-path product at ``L = 6`` and 30-40x at ``L = 8`` (forward and forward+backward); the Fourier
-version, whose batched FFTs on the ``n x n`` torus (``n ≈ 4L``, 5x the points of the grid) cost more than the whole
-grid product, passes e3nn only at ``L = 8``, as the Price of Freedom paper also found on CPU.
+channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is 29-35x faster
+than e3nn's path-by-path product at ``L = 6`` and 41-52x at ``L = 8`` (forward; 22x and 34-42x forward+backward);
+the Fourier version, whose batched FFTs on the ``n x n`` torus (``n ≈ 4L``: 676 points at ``L = 6`` against the
+grid's 190) cost more than the whole grid product, passes e3nn only from ``L = 6`` (1.1-2x), as the Price of Freedom
+paper also found on CPU.
 
 :func:`gaunt_tensor` gives the dense ``G [K1, K2, K3]`` (for a direct contraction, or to check).
 """

@@ -30,9 +30,9 @@ first use by :mod:`liequiv.native`; other devices, ``LIEQUIV_NATIVE=0`` and mach
 forward and :class:`_HarmonicsFunction`.
 
 Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU; the
-README has the table): the compiled forward is about 2-4x faster than sphericart's, and faster than e3nn 0.6 by
-4-6x at ``lmax`` 1-3 and 9-21x from ``lmax = 4`` on; forward+backward is 4-27x faster than e3nn and 4-13x faster
-than sphericart. Accuracy: float64 within
+README has the table): the compiled forward is 2.4-9x faster than sphericart's and about 10x faster than e3nn 0.6
+at ``lmax`` 1-3 (14-31x from ``lmax = 4`` on, where e3nn's per-degree torch ops add up); forward+backward is 6-25x
+faster than e3nn and 5-9x faster than sphericart. Accuracy: float64 within
 ``1e-13`` of e3nn up to ``l = 12``; float32 about ``2e-5`` absolute at ``l = 8`` and ``1e-4`` at ``l = 16``
 (near the poles; the intrinsic float32 sensitivity there is of the same order).
 """
