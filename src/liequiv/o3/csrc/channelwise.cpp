@@ -21,9 +21,7 @@ namespace {
 constexpr int B = simd::kVectorBytes / sizeof(float);
 
 template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(B * sizeof(T))));  // one value per sample of the block
-};
+using Vec = simd::Vector<T, B>;  // one value per sample of the block
 
 struct Path {
   int64_t x1, u, d1, x2, out, d3, w, e0, e1;

@@ -22,15 +22,7 @@ namespace {
 constexpr int W = simd::kVectorBytes / sizeof(float);
 
 template <typename T>
-struct Lanes;
-template <>
-struct Lanes<float> {
-  typedef float type __attribute__((vector_size(W * sizeof(float))));
-};
-template <>
-struct Lanes<double> {
-  typedef double type __attribute__((vector_size(W * sizeof(double))));
-};
+using Lanes = simd::Vector<T, W>;
 
 // v[w] = p[w * st] and p[w * st] = v[w] for the W lanes: AVX-512 gathers and scatters where available (AVX2's
 // gathers measured slower than plain moves on Zen 3).

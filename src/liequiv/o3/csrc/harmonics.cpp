@@ -7,7 +7,6 @@
 // recurrences (dq/dZ, and d(X + iY)^m = m (X + iY)^(m-1) d(X + iY)) and projects out the radial direction.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -111,30 +110,12 @@ void unit_block(const T* v, int64_t n0, int nb, T* X, T* Y, T* Z, T* inv, T* mu)
   normalize(X, Y, Z, inv, mu);
 }
 
-// one step of (C, S) = Re, Im (X + iY)^k from k - 1
-template <typename T>
-inline void rotate(const T* X, const T* Y, T* C, T* S) {
-  for (int b = 0; b < B; ++b) {
-    const T c = X[b] * C[b] - Y[b] * S[b];
-    S[b] = X[b] * S[b] + Y[b] * C[b];
-    C[b] = c;
-  }
-}
-
-// a vector of kLanes values (GCC vector extensions: one register), loaded from and stored to plain arrays
-template <typename T>
-struct Vector {
-  typedef T type __attribute__((vector_size(simd::kVectorBytes)));
-};
-template <typename V, typename T>
-inline V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename T, typename V>
-inline void store(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof(V));
+// one step of (C, S) = Re, Im (X + iY)^k from k - 1, for a number or a vector of them
+template <typename U>
+inline void rotate(const U& X, const U& Y, U& C, U& S) {
+  const U c = X * C - Y * S;
+  S = X * S + Y * C;
+  C = c;
 }
 
 // The block's outputs into tmp [K][B], from its unit vectors and μ [B]: N = B / kLanes vectors side by side, each step
@@ -146,15 +127,12 @@ inline void block_outputs(const Recurrence<T>& rec, int lmax, const T* Xa, const
   V X[N], Y[N], Z[N], mu[N], C[N], S[N], q[N], q_prev[N];
   for (int j = 0; j < N; ++j) {
     const int b = j * kLanes;
-    X[j] = load<V>(Xa + b), Y[j] = load<V>(Ya + b), Z[j] = load<V>(Za + b), mu[j] = load<V>(mua + b);
+    X[j] = simd::load<V>(Xa + b), Y[j] = simd::load<V>(Ya + b), Z[j] = simd::load<V>(Za + b);
+    mu[j] = simd::load<V>(mua + b);
     C[j] = X[j], S[j] = Y[j];  // Re, Im (X + iY)^k, from k = 1
   }
   for (int k = 0; k <= lmax; ++k) {
-    for (int j = 0; j < N && k > 1; ++j) {
-      const V Ck = X[j] * C[j] - Y[j] * S[j];
-      S[j] = X[j] * S[j] + Y[j] * C[j];
-      C[j] = Ck;
-    }
+    for (int j = 0; j < N && k > 1; ++j) rotate(X[j], Y[j], C[j], S[j]);
     for (int j = 0; j < N; ++j) q[j] = V{} + rec.diag[k], q_prev[j] = V{};
     for (int l = k; l <= lmax; ++l) {  // q_l^k, then f q Re/Im (X + iY)^k at (l, ±k)
       const T a = rec.a[rec.at(l, k)], b = rec.b[rec.at(l, k)], f = rec.f[rec.at(l, k)];
@@ -173,10 +151,10 @@ inline void block_outputs(const Recurrence<T>& rec, int lmax, const T* Xa, const
       for (int j = 0; j < N; ++j) {
         const V p = f * q[j];
         if (k == 0) {
-          store(pos + j * kLanes, l == 0 ? p : p * mu[j]);
+          simd::store(pos + j * kLanes, l == 0 ? p : p * mu[j]);
         } else {
-          store(pos + j * kLanes, p * C[j]);
-          store(neg + j * kLanes, p * S[j]);
+          simd::store(pos + j * kLanes, p * C[j]);
+          simd::store(neg + j * kLanes, p * S[j]);
         }
       }
     }
@@ -191,7 +169,7 @@ void forward(const T* v, T* out, int64_t n, int lmax_arg, const double* scale, i
   const Recurrence<T> rec(lmax, scale);
   const int64_t blocks = (n + B - 1) / B;
   const bool stream = n * K * int64_t(sizeof(T)) > (int64_t(8) << 20);  // smaller outputs stay in the caches
-  using V = typename Vector<T>::type;
+  using V = typename simd::Vector<T, simd::kVectorBytes / sizeof(T)>::type;
 #pragma omp parallel num_threads(n_threads)
   {
     std::vector<T> tmp(size_t(K) * B);   // [K][B], the block's output
@@ -231,8 +209,10 @@ void backward(const T* v, const T* g, T* grad_v, int64_t n, int lmax, const doub
         if (k == 1) {
           for (int b = 0; b < B; ++b) C[b] = X[b], S[b] = Y[b];
         } else if (k > 1) {
-          for (int b = 0; b < B; ++b) Cp[b] = C[b], Sp[b] = S[b];
-          rotate(X, Y, C, S);
+          for (int b = 0; b < B; ++b) {
+            Cp[b] = C[b], Sp[b] = S[b];
+            rotate(X[b], Y[b], C[b], S[b]);
+          }
         }
         // sc, ss = Σ_l f q g at (l, +k) and (l, -k): the factors of d(X + iY)^k; gZ takes f dq/dZ g directly
         for (int b = 0; b < B; ++b) sc[b] = T(0), ss[b] = T(0);

@@ -23,6 +23,23 @@ constexpr int kVectorBytes = 32;
 constexpr int kVectorBytes = 16;  // SSE2, NEON (plain loops)
 #endif
 
+// n values of T in one vector (GCC vector extensions; n * sizeof(T) = kVectorBytes is one register), and its moves
+// to and from plain arrays
+template <typename T, int n>
+struct Vector {
+  typedef T type __attribute__((vector_size(n * sizeof(T))));
+};
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename T, typename V>
+inline void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
 // out[c][r] = in[r][c] for one R x R tile (plain loops; the sizes that fit one register per row are specialized below)
 template <typename T, int R>
 SIMD_INLINE void transpose_tile(const T* const* in, T* const* out) {
