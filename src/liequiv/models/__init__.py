@@ -1,10 +1,13 @@
 """Complete networks. Every dynamics model shares one interface:
-``forward(pos [N, 3], vel [N, 3], node_features [N, F], edge_index [2, E], batch [N] | None) -> positions [N, 3]``.
+``forward(pos [N, 3], vel [N, 3], node_features [N, F], edge_index [2, E], batch [N] | None) -> positions [N, 3]``;
+the interatomic potential maps ``(numbers, pos, edge_index, batch)`` to energies and forces.
 """
 
 from liequiv.models.baselines import GNN, LinearDynamics
 from liequiv.models.egnn import EGNN, EGNNLayer
 from liequiv.models.frame_averaged import FrameAveragedGNN
 from liequiv.models.ponita import PONITA, PONITAR3
+from liequiv.models.potential import TensorProductPotential
 
-__all__ = ["EGNN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics"]
+__all__ = ["EGNN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics",
+           "TensorProductPotential"]

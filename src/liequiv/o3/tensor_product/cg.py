@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from liequiv import native
+from liequiv.o3.constants import Float64Constants
 from liequiv.o3.tensor_product.interface import TensorProductSpec, register_backend
 from liequiv.o3.wigner import clebsch_gordan
 
@@ -104,7 +105,7 @@ def _weighted(flags: set[bool]) -> str:
     return "all" if flags == {True} else "none" if flags == {False} else "mixed"
 
 
-class CGTensorProduct(nn.Module):
+class CGTensorProduct(Float64Constants):
     """Fused sparse-CG tensor product; see the module docstring. Built by ``TensorProduct(..., backend="cg")``."""
 
     def __init__(self, spec: TensorProductSpec) -> None:
@@ -117,7 +118,6 @@ class CGTensorProduct(nn.Module):
         self._split1 = [mul_ir.dim for mul_ir in irreps1]
         n_w = spec.weight_numel
         one = n_w  # "weight 1" (unweighted path) in the extended weights (see _extend)
-        self._const_names: list[str] = []
         paths = [n for n, ins in enumerate(ins_all) if 0 not in ins.path_shape]
 
         def cg(n: int) -> Tensor:  # normalized table [d1, d2, d3]
@@ -580,20 +580,10 @@ class CGTensorProduct(nn.Module):
         return out
 
     def _buffer(self, name: str, value: Tensor | None, const: bool = False) -> None:
-        self.register_buffer(name, value, persistent=False)
-        if const:
-            self._const_names.append(name)
-
-    def _apply(self, fn, recurse=True):  # type: ignore[override]
-        # keep the float64 tables in float64 (only move them): they are cast to the input's dtype per call, so that
-        # module.float().double() is still exact
-        saved = {n: self._buffers[n] for n in self._const_names}
-        out = super()._apply(fn, recurse)
-        for n, t in saved.items():
-            new = self._buffers[n]
-            if new is not None and new.dtype != torch.float64:
-                self._buffers[n] = t.to(device=new.device)
-        return out
+        if const:  # float64 tables, cast to the input's dtype per call (module.float().double() stays exact)
+            self.register_constant(name, value)
+        else:
+            self.register_buffer(name, value, persistent=False)
 
     @staticmethod
     def _extend(w: Tensor) -> Tensor:
