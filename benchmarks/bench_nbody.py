@@ -47,7 +47,7 @@ def main() -> None:
     rows = []
     for name in task.models:
         config = TrainConfig(model=name, **{k: v for k, v in task.defaults(name).items() if k != "threads"})
-        model = task.build_model(config)
+        model = task.build_model(config, None)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
         def train_steps(model=model, optimizer=optimizer) -> None:

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from liequiv.models import EGNN
 from liequiv.nn.graph import fully_connected_edges
-from liequiv.train.loop import TrainConfig
+from liequiv.train.loop import PredictionTask, TrainConfig
 
 N_NODES = 4
 
@@ -33,7 +33,7 @@ class ToyDynamics(Dataset):
         return {"pos": self.pos[i], "vel": self.vel[i], "charges": self.charges[i], "target": self.target[i]}
 
 
-class ToyTask:
+class ToyTask(PredictionTask):
     name = "toy"
     models = ("egnn", "broken")
 
@@ -52,7 +52,7 @@ class ToyTask:
         out["batch"] = torch.arange(len(samples)).repeat_interleave(N_NODES)
         return out
 
-    def build_model(self, config: TrainConfig) -> nn.Module:
+    def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
         model = EGNN(node_dim=1, hidden=config.hidden, layers=config.layers)
         if config.model == "broken":
             model.embedding.weight.data.fill_(float("nan"))

@@ -16,7 +16,7 @@ def test_train_nbody_end_to_end(tmp_path: Path) -> None:
            "--hidden", "16", "--layers", "2", "--run-dir", str(run_dir)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "epoch    2/2" in done.stdout and "test MSE" in done.stdout
+    assert "epoch    2/2" in done.stdout and "test mse" in done.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == "egnn" and len(metrics["history"]) == 2
     # predicting no motion (x30) scores about 0.27 on this split: two short epochs already beat it clearly

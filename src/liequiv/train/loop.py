@@ -1,5 +1,11 @@
 """The training loop: one process or many (torchrun), with progress, metrics, checkpoints and plots.
 
+A task returns, for a batch, its loss and a dictionary of metrics as ``(sum, count)`` pairs; the loop sums them
+over batches and processes and divides once (names ending in ``_rmse`` are sums of squares, reported as the root
+of the mean). The task's ``monitor`` metric on the validation set picks the best epoch and drives the optional
+learning-rate schedule on plateau. Options: an exponential moving average of the weights (``ema_decay``; the
+average is what is validated, tested and saved as ``best.pt``), gradient clipping by norm (``clip_grad``).
+
 Data parallelism: each of ``world_size`` processes takes ``batch_size / world_size`` samples of every
 global batch (a ``DistributedSampler`` seeded by ``seed + epoch``), DDP averages the gradients, and
 metrics are summed over processes before they are divided, so that a run on k processes follows the
@@ -21,6 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from liequiv.train.checkpoint import load_checkpoint, save_checkpoint
@@ -29,21 +36,48 @@ from liequiv.train.distributed import DistributedContext
 Batch = dict[str, Tensor]
 
 
+Metrics = dict[str, Tensor]  # name -> tensor [2]: (sum, count) over the batch
+
+
 class Task(Protocol):
     """What the loop needs to know about a task."""
 
     name: str
     models: tuple[str, ...]
+    monitor: str  # the validation metric (lower is better) that picks the best epoch
 
     def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]: ...
 
     def collate(self, samples: list[Any]) -> Batch: ...
 
-    def build_model(self, config: TrainConfig) -> nn.Module: ...
+    def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module: ...
 
-    def predict(self, model: nn.Module, batch: Batch) -> Tensor: ...
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]: ...
 
-    def target(self, batch: Batch) -> Tensor: ...
+
+class PredictionTask:
+    """A task that predicts one tensor per batch against a target, with the mean squared error as loss and metric
+    (``mse``); subclasses give ``predict`` and ``target``."""
+
+    monitor = "mse"
+
+    def predict(self, model: nn.Module, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def target(self, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
+        err = self.predict(model, batch) - self.target(batch)
+        loss = (err**2).mean()
+        return loss, {"mse": torch.stack([(err.detach().double() ** 2).sum(), torch.tensor(err.numel())])}
+
+    def plot(self, model: nn.Module, test_set: Dataset, run_dir: Path) -> None:
+        """Input, true and predicted positions of the first test sample (``prediction.png``)."""
+        from liequiv.train.plots import plot_prediction
+
+        if len(test_set):
+            plot_prediction(self, model, test_set[0], run_dir / "prediction.png")
 
 
 @dataclass
@@ -65,6 +99,10 @@ class TrainConfig:
     resume: bool = False
     plots: bool = True
     threads: int | None = None
+    ema_decay: float | None = None
+    clip_grad: float | None = None
+    lr_patience: int | None = None  # evaluations without improvement before the learning rate is reduced
+    lr_factor: float = 0.8
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,16 +115,31 @@ def _shard(dataset: Dataset, context: DistributedContext) -> Dataset:
     return Subset(dataset, range(context.rank, len(dataset), context.world_size))
 
 
-def evaluate(task: Task, model: nn.Module, loader: Iterable[Batch], context: DistributedContext) -> float:
-    """Mean squared error over all entries of all samples, reduced over processes."""
+def _add(totals: dict[str, Tensor], metrics: Metrics) -> None:
+    for name, value in metrics.items():
+        value = value.detach().to(torch.float64)
+        totals[name] = totals[name] + value if name in totals else value.clone()
+
+
+def reduce_metrics(totals: dict[str, Tensor], context: DistributedContext) -> dict[str, float]:
+    """``{name: (sum, count)}`` summed over processes -> ``{name: sum / count}`` (root of it for ``*_rmse``)."""
+    out = {}
+    for name in sorted(totals):
+        total, count = context.all_reduce_sum(totals[name]).tolist()
+        value = total / max(count, 1)
+        out[name] = math.sqrt(value) if name.endswith("_rmse") else value
+    return out
+
+
+def evaluate(task: Task, model: nn.Module, loader: Iterable[Batch], context: DistributedContext) -> dict[str, float]:
+    """The task's metrics over all samples, reduced over processes. Runs with gradients enabled (models may need
+    them, e.g. forces as -dE/dx); nothing is accumulated in the parameters."""
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64)
-    with torch.no_grad():
-        for batch in loader:
-            err = task.predict(model, batch) - task.target(batch)
-            totals += torch.tensor([float((err.double() ** 2).sum()), err.numel()], dtype=torch.float64)
-    totals = context.all_reduce_sum(totals)
-    return float(totals[0] / totals[1].clamp_min(1))
+    totals: dict[str, Tensor] = {}
+    for batch in loader:
+        _, metrics = task.loss(model, batch)
+        _add(totals, metrics)
+    return reduce_metrics(totals, context)
 
 
 def _environment() -> dict[str, str]:
@@ -99,24 +152,39 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
     say = (log or (lambda s: print(s, flush=True))) if context.is_main else (lambda s: None)
     if config.batch_size % context.world_size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {context.world_size} processes")
+    if config.ema_decay is not None and not 0 < config.ema_decay < 1:
+        raise ValueError(f"ema_decay must lie in (0, 1), got {config.ema_decay}")
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run_dir)
     torch.manual_seed(config.seed)
+    monitor = task.monitor
 
     train_set, val_set, test_set = task.datasets(config)
     if config.train_size is not None:
         train_set = Subset(train_set, range(min(config.train_size, len(train_set))))
-    model = task.build_model(config)
+    model = task.build_model(config, train_set)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = None
+    if config.lr_patience is not None:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
+                                                               patience=config.lr_patience)
+    ema = None
+    if config.ema_decay is not None:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    evaluated = ema.module if ema is not None else model
     history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"val_mse": math.inf, "epoch": -1, "state": None}
+    best: dict[str, Any] = {"val": math.inf, "epoch": -1, "state": None}
     start_epoch = 0
     if config.resume:
         state = load_checkpoint(run_dir / "last.pt", task=task.name, model=config.model)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         torch.set_rng_state(state["rng"])
         say(f"resumed from {run_dir / 'last.pt'} at epoch {start_epoch}")
@@ -135,59 +203,74 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
     for epoch in range(start_epoch, config.epochs):
         trained.train()
         sampler.set_epoch(epoch)
-        totals = torch.zeros(2, dtype=torch.float64)
+        totals: dict[str, Tensor] = {}
         epoch_start = time.perf_counter()
         for step, batch in enumerate(train_loader):
-            err = task.predict(trained, batch) - task.target(batch)
-            loss = (err**2).mean()
+            loss, metrics = task.loss(trained, batch)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
             optimizer.step()
-            totals += torch.tensor([float((err.detach().double() ** 2).sum()), err.numel()], dtype=torch.float64)
-        totals = context.all_reduce_sum(totals)
+            if ema is not None:
+                ema.update_parameters(model)
+            _add(totals, metrics)
         seconds = time.perf_counter() - epoch_start
-        record = {"epoch": epoch + 1, "train_mse": float(totals[0] / totals[1]), "seconds": seconds,
-                  "samples_per_s": len(train_set) / seconds}
+        record: dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in
+                                                          reduce_metrics(totals, context).items()},
+                                    "seconds": seconds, "samples_per_s": len(train_set) / seconds,
+                                    "lr": optimizer.param_groups[0]["lr"]}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            record["val_mse"] = evaluate(task, model, val_loader, context)
-            if record["val_mse"] < best["val_mse"]:
-                best = {"val_mse": record["val_mse"], "epoch": epoch + 1,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            record.update({f"val_{k}": v for k, v in evaluate(task, evaluated, val_loader, context).items()})
+            if scheduler is not None:
+                scheduler.step(record[f"val_{monitor}"])
+            if record[f"val_{monitor}"] < best["val"]:
+                best = {"val": record[f"val_{monitor}"], "epoch": epoch + 1,
+                        "state": {k: v.detach().clone() for k, v in evaluated.state_dict().items()}}
         history.append(record)
-        val = f" val {record['val_mse']:.5f}" if "val_mse" in record else ""
-        say(f"epoch {epoch + 1:4d}/{config.epochs} | train {record['train_mse']:.5f}{val} | "
-            f"best {best['val_mse']:.5f} @ {best['epoch']} | {record['samples_per_s']:,.0f} samples/s")
+        val = f" val {record[f'val_{monitor}']:.5g}" if f"val_{monitor}" in record else ""
+        extra = "".join(f" | {name} {record[f'val_{name}']:.4g}" for name in getattr(task, "display", ())
+                        if f"val_{name}" in record)
+        say(f"epoch {epoch + 1:4d}/{config.epochs} | train {record[f'train_{monitor}']:.5g}{val}{extra} | "
+            f"best {best['val']:.5g} @ {best['epoch']} | {record['samples_per_s']:,.0f} samples/s")
         if context.is_main:
             save_checkpoint(run_dir / "last.pt", task=task.name, model_name=config.model, config=asdict(config),
                             model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                            history=history, best=best, rng=torch.get_rng_state())
+                            history=history, best=best, rng=torch.get_rng_state(),
+                            scheduler=scheduler.state_dict() if scheduler is not None else None,
+                            ema=ema.state_dict() if ema is not None else None)
         context.barrier()
 
     if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    test_mse = evaluate(task, model, test_loader, context)
+        evaluated.load_state_dict(best["state"])
+    test = evaluate(task, evaluated, test_loader, context)
     wall = time.perf_counter() - started
     throughput = [r["samples_per_s"] for r in history[start_epoch:]] or [0.0]
     metrics = {
         "task": task.name, "model": config.model, "parameters": n_params, "epochs": config.epochs,
-        "best_epoch": best["epoch"], "best_val_mse": best["val_mse"], "test_mse": test_mse,
+        "monitor": monitor, "best_epoch": best["epoch"], f"best_val_{monitor}": best["val"],
+        **{f"test_{k}": v for k, v in test.items()},
         "wall_seconds": wall, "samples_per_s": sorted(throughput)[len(throughput) // 2],
         "world_size": context.world_size, "history": history, "environment": _environment(),
         "command": " ".join(sys.argv),
     }
-    say(f"test MSE {test_mse:.5f} (best validation {best['val_mse']:.5f} at epoch {best['epoch']}) "
+    shown = "".join(f", {name} {test[name]:.4g}" for name in getattr(task, "display", ()) if name in test)
+    say(f"test {monitor} {test[monitor]:.5g}{shown} (best validation {best['val']:.5g} at epoch {best['epoch']}) "
         f"in {wall:.0f} s -> {run_dir}")
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if best["state"] is not None:
-            torch.save({"task": task.name, "model_name": config.model, "model": best["state"]}, run_dir / "best.pt")
+            torch.save({"task": task.name, "model_name": config.model, "config": asdict(config),
+                        "model": best["state"]}, run_dir / "best.pt")
         if config.plots:
-            from liequiv.train.plots import plot_run
+            from liequiv.train.plots import plot_learning_curves
 
-            plot_run(task, model, test_set, history, run_dir)
+            plot_learning_curves(history, monitor, run_dir / "learning_curves.png")
+            if hasattr(task, "plot"):
+                task.plot(evaluated, test_set, run_dir)
     context.barrier()
     return metrics

@@ -11,26 +11,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
-    from liequiv.train.loop import Task
+    from liequiv.train.loop import PredictionTask
 
 
-def plot_learning_curves(history: list[dict[str, float]], path: Path) -> None:
-    """Train and validation MSE per epoch, log scale."""
+def plot_learning_curves(history: list[dict[str, float]], metric: str, path: Path) -> None:
+    """Train and validation ``metric`` per epoch, log scale."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["epoch"] for r in history], [r["train_mse"] for r in history], label="train")
-    val = [r for r in history if "val_mse" in r]
-    ax.plot([r["epoch"] for r in val], [r["val_mse"] for r in val], label="validation")
-    ax.set(xlabel="epoch", ylabel="MSE", yscale="log", title="learning curves")
+    ax.plot([r["epoch"] for r in history], [r[f"train_{metric}"] for r in history], label="train")
+    val = [r for r in history if f"val_{metric}" in r]
+    ax.plot([r["epoch"] for r in val], [r[f"val_{metric}"] for r in val], label="validation")
+    ax.set(xlabel="epoch", ylabel=metric, yscale="log", title="learning curves")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_prediction(task: Task, model: nn.Module, sample: Any, path: Path) -> None:
+def plot_prediction(task: PredictionTask, model: nn.Module, sample: Any, path: Path) -> None:
     """Input, true and predicted positions of one sample, projected on the xy and xz planes."""
     batch = task.collate([sample])
     model.eval()
@@ -50,8 +49,3 @@ def plot_prediction(task: Task, model: nn.Module, sample: Any, path: Path) -> No
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-
-def plot_run(task: Task, model: nn.Module, test_set: Dataset, history: list[dict[str, float]], run_dir: Path) -> None:
-    plot_learning_curves(history, run_dir / "learning_curves.png")
-    if len(test_set):
-        plot_prediction(task, model, test_set[0], run_dir / "prediction.png")

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from liequiv.train.loop import Batch, Task, TrainConfig
+from liequiv.train.loop import Batch, PredictionTask, Task, TrainConfig
 
 
 def _build_nbody_model(config: TrainConfig) -> nn.Module:
@@ -35,7 +35,7 @@ def _build_nbody_model(config: TrainConfig) -> nn.Module:
     return LinearDynamics()
 
 
-class NBodyTask:
+class NBodyTask(PredictionTask):
     """Charged particles (EGNN's benchmark): positions, velocities and charges at frame 30 -> positions at 40.
 
     Splits of 3,000 / 2,000 / 2,000 trajectories, generated locally and cached (``liequiv.data.nbody``).
@@ -62,7 +62,7 @@ class NBodyTask:
 
         return collate_nbody(samples)
 
-    def build_model(self, config: TrainConfig) -> nn.Module:
+    def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
         return _build_nbody_model(config)
 
     def predict(self, model: nn.Module, batch: Batch) -> Tensor:
