@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="command")
     train = commands.add_parser("train", help="train a model on a built-in task", description=_DEFAULTS)
     train.add_argument("task", nargs="?", default="nbody", help="task name (default: nbody)")
-    train.add_argument("--model", default="egnn", help="model name (default: egnn)")
+    train.add_argument("--model", default=None, help="model name (default: the task's first: egnn, tp-potential)")
     train.add_argument("--epochs", type=int, default=None, help="training epochs")
     train.add_argument("--batch-size", type=int, default=None, help="global batch size (split over processes)")
     train.add_argument("--lr", type=float, default=None, help="Adam learning rate")
@@ -30,7 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
     train.add_argument("--no-plots", action="store_true", help="skip the figures")
     train.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
+    train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (e.g. 0.99)")
+    train.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm")
+    train.add_argument("--lr-patience", type=int, default=None, help="evaluations before the LR is reduced")
+    md17 = train.add_argument_group("md17 (interatomic potentials)")
+    md17.add_argument("--molecule", default=None, help="one of the ten rMD17 molecules (default: ethanol)")
+    md17.add_argument("--data", default=None, help="extended XYZ / ASE-readable file with energies and forces")
+    md17.add_argument("--energy-key", default=None, help="info key of the energies in --data")
+    md17.add_argument("--forces-key", default=None, help="array key of the forces in --data")
+    md17.add_argument("--split", type=int, nargs=3, default=None, metavar=("TRAIN", "VALID", "TEST"),
+                      help="frames per split (default 1000 200 1000; 80/10/10 %% of --data)")
+    md17.add_argument("--tp-backend", default=None, help="cg | gaunt_grid | gaunt_fourier")
+    md17.add_argument("--correlation", type=int, default=None, help="many-body order (1: NequIP-like)")
+    md17.add_argument("--lmax", type=int, default=None, help="degree of the edge harmonics and messages")
+    md17.add_argument("--node-lmax", type=int, default=None, help="degree of the hidden node features")
+    md17.add_argument("--cutoff", type=float, default=None, help="neighbour cutoff, Å")
+    md17.add_argument("--energy-weight", type=float, default=None)
+    md17.add_argument("--forces-weight", type=float, default=None)
+    md17.add_argument("--dtype", default=None, help="float32 | float64")
     return parser
+
+
+_EXTRA = {"molecule": "molecule", "data": "data", "energy_key": "energy_key", "forces_key": "forces_key",
+          "split": "sizes", "tp_backend": "tp_backend", "correlation": "correlation", "lmax": "lmax",
+          "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
+          "forces_weight": "forces_weight", "dtype": "dtype"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -38,15 +62,24 @@ def _train(args: argparse.Namespace) -> int:
     from liequiv.train.tasks import get_task
 
     task = get_task(args.task)
+    args.model = args.model or task.models[0]
     if args.model not in task.models:
         raise ValueError(f"unknown model {args.model!r} for task {args.task!r}; choose from {', '.join(task.models)}")
     config = TrainConfig(task=args.task, model=args.model, **task.defaults(args.model))
     for name in ("epochs", "batch_size", "lr", "weight_decay", "hidden", "layers", "seed", "train_size", "eval_every",
-                 "threads"):
+                 "threads", "ema_decay", "clip_grad", "lr_patience"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
-    config.run_dir = args.run_dir or f"runs/{args.task}-{args.model}-s{config.seed}"
+    for arg, key in _EXTRA.items():
+        value = getattr(args, arg)
+        if value is None:
+            continue
+        if key not in config.extra:
+            raise ValueError(f"--{arg.replace('_', '-')} is not an option of task {args.task!r}")
+        config.extra[key] = value
+    label = "-".join(str(config.extra[k]) for k in ("molecule", "tp_backend") if config.extra.get(k))
+    config.run_dir = args.run_dir or f"runs/{args.task}-{label + '-' if label else ''}{args.model}-s{config.seed}"
     config.resume, config.plots = args.resume, not args.no_plots
     try:
         fit(task, config)

@@ -159,6 +159,8 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
     run_dir = Path(config.run_dir)
     torch.manual_seed(config.seed)
     monitor = task.monitor
+    if hasattr(task, "configure"):  # optional hook: settings of this run the task needs before its data
+        task.configure(config)
 
     train_set, val_set, test_set = task.datasets(config)
     if config.train_size is not None:

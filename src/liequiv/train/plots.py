@@ -49,3 +49,18 @@ def plot_prediction(task: PredictionTask, model: nn.Module, sample: Any, path: P
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
+
+
+def plot_parity(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path) -> None:
+    """One panel per ``name: (reference, predicted)``: predicted against reference, with the diagonal."""
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
+    for ax, (name, (ref, pred)) in zip(axes[0], pairs.items(), strict=True):
+        ref, pred = ref.detach().double().numpy(), pred.detach().double().numpy()
+        low, high = min(ref.min(), pred.min()), max(ref.max(), pred.max())
+        ax.plot([low, high], [low, high], color="0.6", lw=1)
+        ax.scatter(ref, pred, s=4, alpha=0.5)
+        mae = abs(ref - pred).mean()
+        ax.set(xlabel=f"reference {name}", ylabel=f"predicted {name}", title=f"MAE {mae:.4g}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

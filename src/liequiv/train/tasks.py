@@ -72,7 +72,13 @@ class NBodyTask(PredictionTask):
         return batch["target"]
 
 
-TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask}
+def _potential_task() -> Task:
+    from liequiv.train.potential import PotentialTask
+
+    return PotentialTask()
+
+
+TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task}
 
 
 def get_task(name: str) -> Task:
