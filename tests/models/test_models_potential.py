@@ -136,3 +136,14 @@ def test_bad_input() -> None:
         TensorProductPotential(ELEMENTS, tp_backend="e3nn")
     with pytest.raises(ValueError, match="elements"):
         TensorProductPotential([1, 1])
+
+
+def test_forces_under_no_grad() -> None:
+    """Forces need a graph: the model builds it even inside torch.no_grad() (as evaluation loops use)."""
+    model = _model("cg", 1).eval()
+    numbers, pos = _molecule(5)
+    edges = _edges(pos, model.cutoff)
+    expected = model(numbers, pos, edges)["forces"]
+    with torch.no_grad():
+        out = model(numbers, pos, edges)
+    assert torch.equal(out["forces"], expected)

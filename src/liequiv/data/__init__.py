@@ -1,5 +1,38 @@
-"""Data sets generated locally (and cached): N-body systems."""
+"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics; atomistic frames."""
 
+from liequiv.data.atoms import (
+    AtomsDataset,
+    average_num_neighbors,
+    check_frames,
+    collate_atoms,
+    fit_reference_energies,
+    neighbor_list,
+    read_atoms_file,
+    rms_forces,
+    write_extxyz,
+)
+from liequiv.data.molecules import MOLECULES, MDConfig, load_molecule, molecule_datasets, simulate_md, split_indices
 from liequiv.data.nbody import NBodyConfig, NBodyDataset, collate_nbody, load_split, simulate
 
-__all__ = ["NBodyConfig", "NBodyDataset", "collate_nbody", "load_split", "simulate"]
+__all__ = [
+    "MOLECULES",
+    "AtomsDataset",
+    "MDConfig",
+    "NBodyConfig",
+    "NBodyDataset",
+    "average_num_neighbors",
+    "check_frames",
+    "collate_atoms",
+    "collate_nbody",
+    "fit_reference_energies",
+    "load_molecule",
+    "load_split",
+    "molecule_datasets",
+    "neighbor_list",
+    "read_atoms_file",
+    "rms_forces",
+    "simulate",
+    "simulate_md",
+    "split_indices",
+    "write_extxyz",
+]

@@ -183,10 +183,10 @@ class TensorProductPotential(nn.Module):
                                  f"than {MIN_DISTANCE} Å")
             node_energy = self.atomic_energies(species, vectors, lengths, edge_index)
             energy = scatter_sum(node_energy, batch, num_graphs)
-        out = {"energy": energy, "node_energy": node_energy}
-        if compute_forces:
-            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph, allow_unused=True)
-            out["forces"] = -grad if grad is not None else torch.zeros_like(pos)
+            out = {"energy": energy, "node_energy": node_energy}
+            if compute_forces:
+                (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph, allow_unused=True)
+                out["forces"] = -grad if grad is not None else torch.zeros_like(pos)
         return out
 
     def atomic_energies(self, species: Tensor, vectors: Tensor, lengths: Tensor, edge_index: Tensor) -> Tensor:

@@ -132,13 +132,14 @@ def reduce_metrics(totals: dict[str, Tensor], context: DistributedContext) -> di
 
 
 def evaluate(task: Task, model: nn.Module, loader: Iterable[Batch], context: DistributedContext) -> dict[str, float]:
-    """The task's metrics over all samples, reduced over processes. Runs with gradients enabled (models may need
-    them, e.g. forces as -dE/dx); nothing is accumulated in the parameters."""
+    """The task's metrics over all samples, reduced over processes. Gradients stay enabled where the task says its
+    predictions need them (``grad_in_eval``: forces as -dE/dx); nothing is accumulated in the parameters."""
     model.eval()
     totals: dict[str, Tensor] = {}
-    for batch in loader:
-        _, metrics = task.loss(model, batch)
-        _add(totals, metrics)
+    with torch.set_grad_enabled(getattr(task, "grad_in_eval", False)):
+        for batch in loader:
+            _, metrics = task.loss(model, batch)
+            _add(totals, metrics)
     return reduce_metrics(totals, context)
 
 

@@ -38,6 +38,7 @@ class PotentialTask:
     models = ("tp-potential",)
     monitor = "loss"
     display = ("energy_mae", "force_mae")
+    grad_in_eval = True  # forces are -dE/dx
 
     def defaults(self, model: str) -> dict[str, Any]:
         """A MACE-like model small enough for a 2-core CPU: 2 layers, 32 channels, lmax 2, correlation 3, and
