@@ -164,3 +164,36 @@ def test_torch_compile_runs_the_torch_path():
     inputs = _inputs(tp, 5, "per_sample")
     compiled = torch.compile(tp, fullgraph=True)
     torch.testing.assert_close(compiled(*inputs), tp(*inputs), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+@pytest.mark.parametrize("weights", ["per_sample", "shared"])
+def test_second_derivatives_equal_torch_path(monkeypatch, name, weights):
+    """Forces-style training: the gradient of a loss on the input gradients (``create_graph``), taken through the
+    compiled backward, equals the torch path's for every input."""
+    tp = _make(name, weights)
+    leaves = _inputs(tp, 23, weights, requires_grad=True)
+    g = torch.Generator().manual_seed(2)
+    cotangent = torch.randn(23, tp.irreps_out.dim, generator=g, dtype=F64, requires_grad=True)
+    probes = [torch.randn(t.shape, generator=g, dtype=F64) for t in leaves]
+
+    def second():
+        grads = torch.autograd.grad(tp(*leaves), leaves, cotangent, create_graph=True)
+        loss = sum((gr * p).sum() + gr.square().sum() for gr, p in zip(grads, probes))
+        return torch.autograd.grad(loss, [*leaves, cotangent])
+
+    got = second()
+    want = _torch_path(monkeypatch, second)
+    for a, b in zip(got, want):
+        assert (a - b).abs().max().item() < 1e-10 * (1 + b.abs().max().item())
+
+
+def test_third_derivatives():
+    tp = _make("mixed_muls", "per_sample")
+    inputs = _inputs(tp, 2, "per_sample", requires_grad=True)
+
+    def grads(*xs):  # the first derivatives, differentiated twice more by gradgradcheck
+        out = tp(*xs)
+        return torch.autograd.grad(out, xs, torch.ones_like(out), create_graph=True)
+
+    assert torch.autograd.gradgradcheck(grads, inputs)

@@ -29,9 +29,11 @@ stay in float64 when the module is cast and are cast to the input's dtype per ca
 round-off).
 
 On the CPU in float32 and float64, when every path is ``uvu`` with ``mul2 = 1``, a compiled kernel
-(``csrc/channelwise.cpp`` via :mod:`liequiv.native`, unchunked) computes the forward and the first-order backward
-instead, from the sparse CG entries, in one pass over blocks of samples; second derivatives, ``torch.compile``, other
-devices and ``LIEQUIV_NATIVE=0`` use the torch path above, which gives the same values to round-off.
+(``csrc/channelwise.cpp`` via :mod:`liequiv.native`, unchunked) computes the forward and the backward instead, from
+the sparse CG entries, in one pass over blocks of samples. The product is linear in each input, so its derivatives of
+every order (forces in training need the second) are again these two kernels with an input replaced by an incoming
+gradient. ``torch.compile``, other devices and ``LIEQUIV_NATIVE=0`` use the torch path above, which gives the same
+values to round-off.
 """
 
 from __future__ import annotations
@@ -291,6 +293,10 @@ class CGTensorProduct(Float64Constants):
             vals.append(table[tuple(nz.T)])
             e0 += len(nz)
         self._buffer("native_paths", torch.tensor(rows, dtype=torch.long))
+        # the weighted paths alone, where some are unweighted: the part of the product linear in w (for derivatives)
+        weighted = [r for r in rows if r[6] >= 0]
+        some = 0 < len(weighted) < len(rows)
+        self._buffer("native_paths_w", torch.tensor(weighted, dtype=torch.long) if some else None)
         self._buffer("native_ijk", torch.cat(ijk).contiguous())
         self._buffer("native_c", torch.cat(vals), const=True)
         return True
@@ -311,23 +317,28 @@ class CGTensorProduct(Float64Constants):
         """Whether the compiled kernel computes this call (also: float32 or float64 on the CPU)."""
         return x1.device.type == "cpu" and x1.dtype in (torch.float32, torch.float64) and self._native_ready()
 
-    def _native_args(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> list:
-        """The kernels' leading arguments: tables, sizes, inputs and the weights' row stride (0: shared)."""
+    def _native_args(self, x1: Tensor, x2: Tensor, w: Tensor | None, weighted_only: bool) -> list:
+        """The kernels' leading arguments: tables (of every path or of the weighted ones), sizes, inputs and the
+        weights' row stride (0: shared)."""
         nw = self.spec.weight_numel
-        tables = [native.ptr(self.native_paths), self.native_paths.shape[0], native.ptr(self.native_ijk)]
+        paths = self.native_paths_w if weighted_only and self.native_paths_w is not None else self.native_paths
+        tables = [native.ptr(paths), paths.shape[0], native.ptr(self.native_ijk)]
         sizes = [native.ptr(self.native_c), x1.shape[1], x2.shape[1], self.d_out, nw]
         weights = [None, 0] if w is None else [native.ptr(w), 0 if w.ndim == 1 else nw]
         return [*tables, *sizes, native.ptr(x1), native.ptr(x2), *weights]
 
-    def _native_forward(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
-        """``x1 [Z, d1]``, ``x2 [Z, d2]``, ``w`` (None, ``[nw]`` or ``[Z, nw]``) -> ``[Z, d_out]``, compiled."""
+    def _native_forward(self, x1: Tensor, x2: Tensor, w: Tensor | None, weighted_only: bool = False) -> Tensor:
+        """``x1 [Z, d1]``, ``x2 [Z, d2]``, ``w`` (None, ``[nw]`` or ``[Z, nw]``) -> ``[Z, d_out]``, compiled
+        (``weighted_only``: the sum over the weighted paths alone)."""
         z = x1.shape[0]
         out = x1.new_empty(z, self.d_out)
         if z:
-            _native_kernels()[x1.dtype][0](*self._native_args(x1, x2, w), native.ptr(out), z, native.threads())
+            args = self._native_args(x1, x2, w, weighted_only)
+            _native_kernels()[x1.dtype][0](*args, native.ptr(out), z, native.threads())
         return out
 
-    def _native_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, needs) -> list[Tensor | None]:
+    def _native_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, needs,
+                         weighted_only: bool = False) -> list[Tensor | None]:
         """Gradients ``[gx1, gx2, gw]`` of ``Σ g ⊙ out`` (``g [Z, d_out]``; None where ``needs`` is False)."""
         z = x1.shape[0]
         gx1 = torch.empty_like(x1) if needs[0] else None
@@ -335,7 +346,8 @@ class CGTensorProduct(Float64Constants):
         gw = x1.new_empty(z, self.spec.weight_numel) if needs[2] and w is not None else None
         if z:
             grads = [None if t is None else native.ptr(t) for t in (gx1, gx2, gw)]
-            _native_kernels()[x1.dtype][1](*self._native_args(x1, x2, w), native.ptr(g), *grads, z, native.threads())
+            args = self._native_args(x1, x2, w, weighted_only)
+            _native_kernels()[x1.dtype][1](*args, native.ptr(g), *grads, z, native.threads())
         elif gw is not None:
             gw.zero_()
         if gw is not None and w.ndim == 1:
@@ -596,7 +608,7 @@ class CGTensorProduct(Float64Constants):
             x1, x2 = x1.contiguous(), x2.contiguous()
             w = None if w is None else w.contiguous()
             if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x1, x2, w)):
-                return _ChannelwiseFunction.apply(self, x1, x2, w)
+                return _ChannelwiseFunction.apply(self, False, x1, x2, w)
             return self._native_forward(x1, x2, w)
         return self._forward_torch(x1, x2, w)
 
@@ -676,26 +688,70 @@ class CGTensorProduct(Float64Constants):
 
 
 class _ChannelwiseFunction(torch.autograd.Function):
-    """The compiled channel-wise product with its compiled first-order backward. When a graph of the backward is
-    requested (second derivatives), the backward is instead taken by autograd through the torch path."""
+    """The compiled channel-wise product ``F(x1, x2, w)`` (of the weighted paths alone with ``weighted_only``); its
+    backward is :class:`_ChannelwiseBackward`, compiled and itself differentiable, so forces in training (second
+    derivatives) stay on the compiled kernels."""
 
     @staticmethod
-    def forward(ctx, module, x1, x2, w):  # type: ignore[override]
-        ctx.module = module
+    def forward(ctx, module, weighted_only, x1, x2, w):  # type: ignore[override]
+        ctx.module, ctx.weighted_only = module, weighted_only
         ctx.save_for_backward(x1, x2, w)
-        return module._native_forward(x1, x2, w)
+        return module._native_forward(x1, x2, w, weighted_only)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         x1, x2, w = ctx.saved_tensors
-        needs = ctx.needs_input_grad[1:]
-        if not torch.is_grad_enabled():
-            return None, *ctx.module._native_backward(x1, x2, w, g.contiguous(), needs)
-        with torch.enable_grad():
-            out = ctx.module._forward_torch(x1, x2, w)
-        inputs = [t for t, need in zip((x1, x2, w), needs) if need]
-        grads = iter(torch.autograd.grad(out, inputs, g, create_graph=True, allow_unused=True))
-        return None, *(next(grads) if need else None for need in needs)
+        grads = _channelwise_grads(ctx.module, ctx.weighted_only, x1, x2, w, g, ctx.needs_input_grad[2:])
+        return None, None, *grads
+
+
+def _channelwise_grads(module, weighted_only, x1, x2, w, g, needs) -> list[Tensor | None]:
+    """``[gx1, gx2, gw]`` of ``Σ g ⊙ F(x1, x2, w)`` (None where ``needs`` is False or the term is absent)."""
+    needs = (needs[0], needs[1], needs[2] and w is not None)
+    if not any(needs):
+        return [None, None, None]
+    grads = iter(_ChannelwiseBackward.apply(module, weighted_only, needs, x1, x2, w, g.contiguous()))
+    return [next(grads) if need else None for need in needs]
+
+
+def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    return b if a is None else a if b is None else a + b
+
+
+class _ChannelwiseBackward(torch.autograd.Function):
+    """The gradients ``(gx1, gx2, gw)`` of ``Σ g ⊙ F(x1, x2, w)`` that ``needs`` asks for, compiled. F is linear in x1
+    and x2, and its weighted part ``F_w`` in w, so every derivative of these is again F, F_w or their backward with
+    one argument replaced by an incoming gradient ``(a1, a2, aw)``: ``∂/∂g = F(a1, x2, w) + F(x1, a2, w) +
+    F_w(x1, x2, aw)``, ``∂/∂x1 = gx1(x2 → a2) + gx1_w(w → aw)``, ``∂/∂x2 = gx2(x1 → a1) + gx2_w(w → aw)``,
+    ``∂/∂w = gw(x1 → a1) + gw(x2 → a2)``."""
+
+    @staticmethod
+    def forward(ctx, module, weighted_only, needs, x1, x2, w, g):  # type: ignore[override]
+        ctx.module, ctx.weighted_only, ctx.needs = module, weighted_only, needs
+        ctx.save_for_backward(x1, x2, w, g)
+        return tuple(t for t in module._native_backward(x1, x2, w, g, needs, weighted_only) if t is not None)
+
+    @staticmethod
+    def backward(ctx, *incoming):  # type: ignore[override]
+        x1, x2, w, g = ctx.saved_tensors
+        module, part, given = ctx.module, ctx.weighted_only, iter(incoming)
+        a1, a2, aw = (None if a is None else a.contiguous() for a in (next(given) if n else None for n in ctx.needs))
+        n1, n2, nw, ng = ctx.needs_input_grad[3:]
+        f = _ChannelwiseFunction.apply
+        grad_g = None
+        if ng:
+            for t in (f(module, part, a1, x2, w) if a1 is not None else None,
+                      f(module, part, x1, a2, w) if a2 is not None else None,
+                      f(module, True, x1, x2, aw) if aw is not None else None):
+                grad_g = _add(grad_g, t)
+        # gx1 and gx2 do not depend on x1 and x2 themselves, gw not on w
+        none = [None] * 3
+        g1 = _channelwise_grads(module, part, x1 if a1 is None else a1, x2 if a2 is None else a2, w, g,
+                                (n1 and a2 is not None, n2 and a1 is not None, False))
+        g2 = _channelwise_grads(module, True, x1, x2, aw, g, (n1, n2, False)) if aw is not None else none
+        g3 = _channelwise_grads(module, part, a1, x2, w, g, (False, False, nw)) if a1 is not None else none
+        g4 = _channelwise_grads(module, part, x1, a2, w, g, (False, False, nw)) if a2 is not None else none
+        return None, None, None, _add(g1[0], g2[0]), _add(g1[1], g2[1]), _add(g3[2], g4[2]), grad_g
 
 
 _NATIVE_SOURCE = Path(__file__).parent.parent / "csrc" / "channelwise.cpp"
