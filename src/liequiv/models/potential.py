@@ -94,11 +94,12 @@ class TensorProductPotential(nn.Module):
         for t in range(layers):
             last = t == layers - 1
             out = scalars if last else hidden
-            product = None
+            # without a many-body product, the messages keep only the degrees of the layer's output (as NequIP)
+            product, kept = None, natural_irreps(channels, out.lmax)
             if correlation > 1:
                 block = SymmetricContraction if tp_backend == "cg" else GauntContraction
-                product = block(message, natural_irreps(channels, out.lmax), correlation, n_el)
-            self.interactions.append(Interaction(irreps, out, lmax, message, num_basis, n_el,
+                product, kept = block(message, kept, correlation, n_el), message
+            self.interactions.append(Interaction(irreps, out, lmax, kept, num_basis, n_el,
                                                  radial_hidden=tuple(radial_hidden), backend=tp_backend,
                                                  product=product, gate=not last))
             self.readouts.append(MLP([channels, readout_hidden, 1]) if last else nn.Linear(channels, 1))

@@ -1,11 +1,11 @@
-// Channel-wise (uvu, mul2 = 1) tensor product on the CPU, forward and first-order backward (liequiv.o3.tensor_product.cg
+// Channel-wise (uvu, mul2 = 1) tensor product on the CPU: forward, backward and second-order backward (liequiv.o3.tensor_product.cg
 // calls this through ctypes). Path p couples an x1 block [u, d1] with one x2 irrep [d2] into an output block [u, d3]:
 //   out[z, u, k] += w[z, u] Σ_i x1[z, u, i] M_p[z, i, k],   M_p[z, i, k] = Σ_j c_p[i, j, k] x2[z, j]
 // with c_p the sparse normalized Clebsch-Gordan entries (w = 1 for unweighted paths). Samples run in blocks of B: the
 // block's rows are transposed (in tiles) into scratch rows [feature][B], one SIMD vector each, so that all the
 // arithmetic is on whole vectors; the results are transposed back into e3nn's row-major layout, and streamed to
 // memory past the caches when the output is large. The backward runs the same loops once, accumulating the gradients
-// of x1, M (then x2 through the entries) and w.
+// of x1, M (then x2 through the entries) and w; the second-order backward (forces in training) likewise.
 //
 // Path table, int64 [P][9]: x1 offset, u, d1, x2 offset, output offset, d3, weight offset (-1: unweighted), first
 // and end entry. Entries: int64 [E][3] (i, j, k) and double [E] values.
@@ -183,6 +183,91 @@ void backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_
   }
 }
 
+// second order: given incoming gradients (a1, a2, aw) of the backward's outputs (gx1, gx2, gw; nullptr: zero), the
+// gradients of Σ a1 ⊙ gx1 + a2 ⊙ gx2 + aw ⊙ gw with respect to g, x1, x2 and w (nullptr where not wanted), in one
+// pass. With Ma = C a2 and w_u = 1, aw_u = 0 on unweighted paths, per path:
+//   gg[u, k]  = w_u Σ_i (a1[u, i] M[i, k] + x1[u, i] Ma[i, k]) + aw_u Σ_i x1[u, i] M[i, k]
+//   gx1[u, i] = Σ_k g[u, k] (w_u Ma[i, k] + aw_u M[i, k])
+//   gx2[j]    = Σ_{i, k} c[i, j, k] Σ_u g[u, k] (w_u a1[u, i] + aw_u x1[u, i])
+//   gw[u]     = Σ_k g[u, k] Σ_i (a1[u, i] M[i, k] + x1[u, i] Ma[i, k])
+template <typename T>
+void double_backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_ld, const T* g, const T* a1,
+                     const T* a2, const T* aw, T* gg, T* gx1, T* gx2, T* gw, int64_t n, int threads) {
+  using V = typename Vec<T>::type;
+  const int64_t blocks = (n + B - 1) / B;
+  const bool stream = n * (p.dout + p.d1 + p.d2 + p.nw) * int64_t(sizeof(T)) >= (int64_t(4) << 20);
+#pragma omp parallel num_threads(threads)
+  {
+    Scratch<T> s(p, true);
+    std::vector<V> A1(a1 ? p.d1 : 0), A2(a2 ? p.d2 : 0), AW(aw ? p.nw : 0), MA(a2 ? p.mmax : 0), GG(p.dout);
+    bool aw_loaded = false;
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t n0 = blk * B;
+      const int nb = int(n - n0 < B ? n - n0 : B);
+      s.load(p, x1, x2, w, w_ld, n0, nb);
+      load_block(g + n0 * p.dout, p.dout, p.dout, nb, s.O.data());
+      if (a1) load_block(a1 + n0 * p.d1, p.d1, p.d1, nb, A1.data());
+      if (a2) load_block(a2 + n0 * p.d2, p.d2, p.d2, nb, A2.data());
+      if (aw && (w_ld || !aw_loaded)) load_block(aw + n0 * w_ld, w_ld, p.nw, nb, AW.data());
+      aw_loaded = true;
+      for (auto& v : GG) v = V{};
+      for (auto& v : s.GX1) v = V{};
+      for (auto& v : s.GX2) v = V{};
+      for (auto& v : s.GW) v = V{};
+      for (int64_t q = 0; q < p.n_paths; ++q) {
+        const Path& pa = p.paths[q];
+        V* M = s.M.data();
+        V* GM = s.GM.data();
+        contract_x2(p, pa, s.X2.data(), M);
+        if (a2) contract_x2(p, pa, A2.data(), MA.data());
+        for (int64_t r = 0; r < pa.d1 * pa.d3; ++r) GM[r] = V{};
+        const bool weighted = pa.w >= 0, with_aw = aw && weighted;
+        for (int64_t u = 0; u < pa.u; ++u) {
+          const V* xu = s.X1.data() + pa.x1 + u * pa.d1;
+          const V* au = a1 ? A1.data() + pa.x1 + u * pa.d1 : nullptr;
+          V* gxu = s.GX1.data() + pa.x1 + u * pa.d1;
+          const V* gu = s.O.data() + pa.out + u * pa.d3;
+          V* ggu = GG.data() + pa.out + u * pa.d3;
+          const V wu = weighted ? s.W[pa.w + u] : V{} + T(1);
+          const V awu = with_aw ? AW[pa.w + u] : V{};
+          V gwu{};
+          for (int64_t k = 0; k < pa.d3; ++k) {
+            V lin{}, xm{};  // Σ_i (a1 M + x1 Ma), Σ_i x1 M
+            for (int64_t i = 0; i < pa.d1; ++i) {
+              const V m = M[i * pa.d3 + k], x = xu[i];
+              xm += x * m;
+              if (au) lin += au[i] * m;
+              if (a2) {
+                const V ma = MA[i * pa.d3 + k];
+                lin += x * ma;
+                gxu[i] += gu[k] * (wu * ma);
+              }
+              if (with_aw) gxu[i] += gu[k] * (awu * m);
+              V gm{};
+              if (au) gm += wu * au[i];
+              if (with_aw) gm += awu * x;
+              GM[i * pa.d3 + k] += gu[k] * gm;
+            }
+            ggu[k] += wu * lin + awu * xm;
+            gwu += gu[k] * lin;
+          }
+          if (weighted) s.GW[pa.w + u] += gwu;
+        }
+        for (int64_t e = pa.e0; e < pa.e1; ++e) {
+          const int64_t* t = p.ijk + 3 * e;
+          s.GX2[pa.x2 + t[1]] += p.c[e] * GM[t[0] * pa.d3 + t[2]];
+        }
+      }
+      if (gg) store_block(GG.data(), p.dout, nb, s.rows.data(), gg + n0 * p.dout, stream);
+      if (gx1) store_block(s.GX1.data(), p.d1, nb, s.rows.data(), gx1 + n0 * p.d1, stream);
+      if (gx2) store_block(s.GX2.data(), p.d2, nb, s.rows.data(), gx2 + n0 * p.d2, stream);
+      if (gw) store_block(s.GW.data(), p.nw, nb, s.rows.data(), gw + n0 * p.nw, stream);
+    }
+    fence();
+  }
+}
+
 }  // namespace
 
 #define CHANNELWISE_API(T, SUFFIX)                                                                                     \
@@ -196,6 +281,14 @@ void backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_
                                      const T* w, int64_t w_ld, const T* g, T* gx1, T* gx2, T* gw, int64_t n,          \
                                      int threads) {                                                                    \
     backward(make_plan<T>(paths, n_paths, ijk, c, d1, d2, dout, nw), x1, x2, w, w_ld, g, gx1, gx2, gw, n, threads);   \
+  }                                                                                                                    \
+  void channelwise_double_backward_##SUFFIX(const int64_t* paths, int64_t n_paths, const int64_t* ijk,               \
+                                            const double* c, int64_t d1, int64_t d2, int64_t dout, int64_t nw,        \
+                                            const T* x1, const T* x2, const T* w, int64_t w_ld, const T* g,           \
+                                            const T* a1, const T* a2, const T* aw, T* gg, T* gx1, T* gx2, T* gw,      \
+                                            int64_t n, int threads) {                                                 \
+    double_backward(make_plan<T>(paths, n_paths, ijk, c, d1, d2, dout, nw), x1, x2, w, w_ld, g, a1, a2, aw, gg, gx1,  \
+                    gx2, gw, n, threads);                                                                             \
   }
 
 extern "C" {

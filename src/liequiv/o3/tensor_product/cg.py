@@ -354,6 +354,25 @@ class CGTensorProduct(Float64Constants):
             gw = gw.sum(0)
         return [gx1, gx2, gw]
 
+    def _native_double_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, incoming, needs,
+                                weighted_only: bool) -> list[Tensor | None]:
+        """Gradients ``[gx1, gx2, gw, gg]`` of ``Σ a1 ⊙ gx1 + a2 ⊙ gx2 + aw ⊙ gw`` (the backward's outputs against
+        the incoming gradients ``incoming = (a1, a2, aw)``, None: zero), in one compiled pass."""
+        z = x1.shape[0]
+        outs = [torch.empty_like(x1) if needs[0] else None, torch.empty_like(x2) if needs[1] else None,
+                x1.new_empty(z, self.spec.weight_numel) if needs[2] and w is not None else None,
+                torch.empty_like(g) if needs[3] else None]
+        if z:
+            args = self._native_args(x1, x2, w, weighted_only)
+            given = [None if t is None else native.ptr(t) for t in incoming]
+            gx1, gx2, gw, gg = (None if t is None else native.ptr(t) for t in outs)
+            _native_kernels()[x1.dtype][2](*args, native.ptr(g), *given, gg, gx1, gx2, gw, z, native.threads())
+        elif outs[2] is not None:
+            outs[2].zero_()
+        if outs[2] is not None and w.ndim == 1:
+            outs[2] = outs[2].sum(0)
+        return outs
+
     def _build_dense(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
         """Channel-wise products: per sample, one product ``[u, Σd1] @ [Σd1, ΣK]`` per group of ``x1`` blocks.
 
@@ -737,6 +756,8 @@ class _ChannelwiseBackward(torch.autograd.Function):
         module, part, given = ctx.module, ctx.weighted_only, iter(incoming)
         a1, a2, aw = (None if a is None else a.contiguous() for a in (next(given) if n else None for n in ctx.needs))
         n1, n2, nw, ng = ctx.needs_input_grad[3:]
+        if not torch.is_grad_enabled():  # no third derivatives: one compiled pass
+            return None, None, None, *module._native_double_backward(x1, x2, w, g, (a1, a2, aw), (n1, n2, nw, ng), part)
         f = _ChannelwiseFunction.apply
         grad_g = None
         if ng:
@@ -759,7 +780,8 @@ _NATIVE_SOURCE = Path(__file__).parent.parent / "csrc" / "channelwise.cpp"
 
 @functools.cache
 def _native_kernels() -> dict[torch.dtype, tuple] | None:
-    """``{dtype: (forward, backward)}`` of ``csrc/channelwise.cpp``, or None (see :mod:`liequiv.native`)."""
+    """``{dtype: (forward, backward, double backward)}`` of ``csrc/channelwise.cpp``, or None (see
+    :mod:`liequiv.native`)."""
     lib = native.load(_NATIVE_SOURCE)
     if lib is None:
         return None
@@ -767,10 +789,12 @@ def _native_kernels() -> dict[torch.dtype, tuple] | None:
     head = [p, i64, p, p, i64, i64, i64, i64, p, p, p, i64]
     kernels = {}
     for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
-        fwd, bwd = getattr(lib, f"channelwise_forward_{suffix}"), getattr(lib, f"channelwise_backward_{suffix}")
+        fwd, bwd, bwd2 = (getattr(lib, f"channelwise_{name}_{suffix}")
+                          for name in ("forward", "backward", "double_backward"))
         fwd.argtypes, bwd.argtypes = [*head, p, i64, i32], [*head, p, p, p, p, i64, i32]
-        fwd.restype = bwd.restype = None
-        kernels[dtype] = (fwd, bwd)
+        bwd2.argtypes = [*head, p, p, p, p, p, p, p, p, i64, i32]
+        fwd.restype = bwd.restype = bwd2.restype = None
+        kernels[dtype] = (fwd, bwd, bwd2)
     return kernels
 
 
