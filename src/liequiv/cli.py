@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     md17.add_argument("--forces-key", default=None, help="array key of the forces in --data")
     md17.add_argument("--split", type=int, nargs=3, default=None, metavar=("TRAIN", "VALID", "TEST"),
                       help="frames per split (default 1000 200 1000; 80/10/10 %% of --data)")
-    md17.add_argument("--tp-backend", default=None, help="cg | gaunt_grid | gaunt_fourier")
+    md17.add_argument("--tp-backend", default=None, help="cg | gaunt_grid | gaunt_fourier | cueq")
     md17.add_argument("--correlation", type=int, default=None, help="many-body order (1: NequIP-like)")
     md17.add_argument("--lmax", type=int, default=None, help="degree of the edge harmonics and messages")
     md17.add_argument("--node-lmax", type=int, default=None, help="degree of the hidden node features")

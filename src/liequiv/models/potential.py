@@ -10,11 +10,13 @@ For atoms with elements ``z_i`` and positions ``x_i``, edges ``j -> i`` within t
     F_i   = -∂E/∂x_i                                                    by autograd
 
 ``correlation=1`` uses no many-body product (NequIP's interaction); ``correlation ≥ 2`` inserts MACE's symmetric
-contraction (``tp_backend="cg"``) or its Gaunt counterpart (``"gaunt_grid"``/``"gaunt_fourier"``) of that order
-after the message. Hidden layers end in a gate (unlike MACE, whose product is the only nonlinearity), the last
-layer keeps only ``C x 0e``. All features have natural parity (``0e, 1o, 2e, …``), as MACE's defaults, so
-with every backend the model uses exactly the paths ``l1 + l2 + l3`` even; ``"cg"`` weights each path separately,
-the Gaunt backends per degree. ``E0`` (per-element reference energies), ``scale`` and ``shift`` are buffers, set
+contraction (``tp_backend="cg"`` or ``"cueq"``) or its Gaunt counterpart (``"gaunt_grid"``/``"gaunt_fourier"``) of
+that order after the message. ``"cueq"`` computes ``"cg"``'s message through NVIDIA's cuEquivariance (a GPU
+kernel; the same function and weights as ``"cg"``). Hidden layers end in a gate (unlike MACE, whose product is the
+only nonlinearity), the last layer keeps only ``C x 0e``. All features have natural parity (``0e, 1o, 2e, …``), as
+MACE's defaults, so with every backend the model uses exactly the paths ``l1 + l2 + l3`` even; ``"cg"`` and
+``"cueq"`` weight each path separately, the Gaunt backends per degree. ``E0`` (per-element reference energies),
+``scale`` and ``shift`` are buffers, set
 from the training set (``set_statistics``), and saved with the weights.
 """
 
@@ -50,7 +52,7 @@ class TensorProductPotential(nn.Module):
         correlation: order ``ν`` of the many-body product (1: none).
         cutoff: radius of the neighbourhood, Å; ``num_basis`` Bessel functions with a polynomial envelope
             of order ``envelope_p``.
-        tp_backend: ``"cg"``, ``"gaunt_grid"`` or ``"gaunt_fourier"``.
+        tp_backend: ``"cg"``, ``"gaunt_grid"``, ``"gaunt_fourier"`` or ``"cueq"`` (needs cuequivariance-torch).
         radial_hidden: hidden widths of the radial MLPs; ``readout_hidden``: of the last readout MLP.
     """
 
@@ -97,7 +99,7 @@ class TensorProductPotential(nn.Module):
             # without a many-body product, the messages keep only the degrees of the layer's output (as NequIP)
             product, kept = None, natural_irreps(channels, out.lmax)
             if correlation > 1:
-                block = SymmetricContraction if tp_backend == "cg" else GauntContraction
+                block = GauntContraction if tp_backend.startswith("gaunt") else SymmetricContraction
                 product, kept = block(message, kept, correlation, n_el), message
             self.interactions.append(Interaction(irreps, out, lmax, kept, num_basis, n_el,
                                                  radial_hidden=tuple(radial_hidden), backend=tp_backend,
@@ -108,7 +110,7 @@ class TensorProductPotential(nn.Module):
 
     def extra_repr(self) -> str:
         paths = "paths l1 + l2 + l3 even only (natural parity)"
-        weights = "a weight per path" if self.tp_backend == "cg" else "weights per degree (Gaunt)"
+        weights = "weights per degree (Gaunt)" if self.tp_backend.startswith("gaunt") else "a weight per path"
         return (f"elements={list(self.elements)}, cutoff={self.cutoff}, tp_backend={self.tp_backend!r}: {paths}, "
                 f"{weights}, correlation={self.correlation}")
 

@@ -19,6 +19,7 @@ and edge (:class:`~liequiv.o3.ChannelwiseTensorProduct`, the NequIP/MACE message
 ``"gaunt_fourier"`` multiply the two spherical signals (Luo et al., ICLR 2024): the radial weights then factorize
 per degree, ``R_{c, l_1} R'_{c, l_3}`` (they scale the degree blocks of ``W_up h_j`` before the product and of the
 message after it), and only paths with ``l_1 + l_2 + l_3`` even exist, so features must have natural parity.
+``"cueq"`` is ``"cg"``'s product through NVIDIA's cuEquivariance (:mod:`liequiv.o3.tensor_product.cueq`; for GPUs).
 
 Shapes: ``h [N, irreps_in.dim]``, ``node_attrs [N, num_elements]`` (one-hot), ``species [N]``, ``edge_index [2, E]``,
 ``edge_sh [E, (lmax_sh+1)²]``, ``edge_basis [E, num_basis]``, ``edge_envelope [E]`` -> ``[N, irreps_out.dim]``.
@@ -37,7 +38,7 @@ from liequiv.o3 import ChannelwiseTensorProduct, FullyConnectedTensorProduct, Ga
 
 __all__ = ["Interaction", "gate_for", "natural_irreps"]
 
-TP_BACKENDS = ("cg", "gaunt_grid", "gaunt_fourier")
+TP_BACKENDS = ("cg", "gaunt_grid", "gaunt_fourier", "cueq")
 
 
 def natural_irreps(channels: int, lmax: int) -> Irreps:
@@ -78,7 +79,7 @@ class Interaction(nn.Module):
         num_basis: size of the radial basis; ``radial_hidden``: widths of the radial MLP's hidden layers.
         num_elements: size of the one-hot element encoding.
         avg_num_neighbors: ``n̄`` (a buffer, saved with the model; set it from the training set).
-        backend: ``"cg"``, ``"gaunt_grid"`` or ``"gaunt_fourier"``.
+        backend: ``"cg"``, ``"gaunt_grid"``, ``"gaunt_fourier"`` or ``"cueq"``.
         product: a many-body block ``(A [N, irreps_message.dim], species [N]) -> [N, product.irreps_out.dim]``, or
             None (NequIP).
         gate: end in a gate (True) or return the sum as it is.
@@ -94,9 +95,10 @@ class Interaction(nn.Module):
         irreps_sh = Irreps.spherical_harmonics(lmax_sh)
         self.backend = backend
         self.linear_up = Linear(self.irreps_in, self.irreps_in)
-        if backend == "cg":
+        if backend in ("cg", "cueq"):
             keep = [ir for _, ir in self.irreps_message]
-            self.tp = ChannelwiseTensorProduct(self.irreps_in, irreps_sh, filter_ir_out=keep, weights="per_sample")
+            self.tp = ChannelwiseTensorProduct(self.irreps_in, irreps_sh, filter_ir_out=keep, weights="per_sample",
+                                               backend=backend)
             n_weights = self.tp.weight_numel
         else:
             channels = {mul for mul, _ in self.irreps_in}
@@ -128,7 +130,7 @@ class Interaction(nn.Module):
         src, dst = edge_index
         weights = self.radial(edge_basis) * edge_envelope[:, None]
         x = self.linear_up(h).index_select(0, src)
-        if self.backend == "cg":
+        if self.backend in ("cg", "cueq"):
             messages = self.tp(x, edge_sh, weights)
         else:
             w_in, w_out = weights.split(self._split, 1)

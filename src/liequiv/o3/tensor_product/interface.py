@@ -23,7 +23,9 @@ chunk (measured on an H100: chunks of CPU size made the L = 8 channel-wise produ
 
 Backends (``backend=``): ``"cg"`` (:mod:`liequiv.o3.tensor_product.cg`) is exact for every path; ``"gaunt_grid"`` and
 ``"gaunt_fourier"`` (:mod:`liequiv.o3.tensor_product.gaunt`) compute the even paths only, with Gaunt coefficients and
-no per-path weights, in ``O(L^3)`` (see there for what they accept). Others register with :func:`register_backend`.
+no per-path weights, in ``O(L^3)`` (see there for what they accept); ``"cueq"`` (:mod:`liequiv.o3.tensor_product.cueq`)
+runs channel-wise products through NVIDIA's cuEquivariance (optional dependency). Others register with
+:func:`register_backend`.
 
 Example::
 
@@ -105,7 +107,7 @@ def available_backends() -> list[str]:
 
 def _load_builtin_backends() -> None:
     if "cg" not in _BACKENDS:
-        from liequiv.o3.tensor_product import cg, gaunt  # noqa: F401  (register themselves)
+        from liequiv.o3.tensor_product import cg, cueq, gaunt  # noqa: F401  (register themselves)
 
 
 def _path_shape(mode: str, mul1: int, mul2: int, mul_out: int) -> tuple[int, ...]:
