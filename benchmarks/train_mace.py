@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--valid")
     parser.add_argument("--test")
     parser.add_argument("--out", default="mace_metrics.json", help="metrics JSON")
-    parser.add_argument("--work-dir", default="mace_run", help="MACE's work_dir (checkpoints, logs, model)")
+    parser.add_argument("--work-dir", default="runs/mace-work", help="MACE's work_dir (checkpoints, logs, model)")
     parser.add_argument("--name", default="mace")
     parser.add_argument("--energy-key", default="REF_energy")
     parser.add_argument("--forces-key", default="REF_forces")

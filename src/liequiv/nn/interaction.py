@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liequiv.nn.graph import scatter_sum
 from liequiv.nn.mlp import MLP
 from liequiv.o3 import ChannelwiseTensorProduct, FullyConnectedTensorProduct, Gate, Irreps, Linear, TensorProduct
 
@@ -129,14 +128,31 @@ class Interaction(nn.Module):
                 edge_basis: Tensor, edge_envelope: Tensor) -> Tensor:
         src, dst = edge_index
         weights = self.radial(edge_basis) * edge_envelope[:, None]
-        x = self.linear_up(h).index_select(0, src)
-        if self.backend in ("cg", "cueq"):
-            messages = self.tp(x, edge_sh, weights)
-        else:
-            w_in, w_out = weights.split(self._split, 1)
-            messages = self.tp(x * w_in.index_select(1, self.scale_in), edge_sh) * w_out.index_select(1, self.scale_out)
-        a = scatter_sum(messages, dst, h.shape[0]) / self.avg_num_neighbors.to(h.dtype)
+        h_up = self.linear_up(h)
+        # the edges in chunks on the CPU: the per-edge messages (the widest tensors) stay cache-sized, so the cost per
+        # edge does not grow with the structure, nor the memory with its edges
+        rows = _chunk_rows(self.tp.irreps_out.dim * h.element_size()) if h.device.type == "cpu" else src.shape[0]
+        a = h.new_zeros(h.shape[0], self.tp.irreps_out.dim)
+        chunks = (t.split(rows) for t in (h_up.index_select(0, src), edge_sh, weights, dst))  # split: one backward
+        for x, sh, w, receivers in zip(*chunks):
+            a.index_add_(0, receivers, self._messages(x, sh, w))
+        a = a / self.avg_num_neighbors.to(h.dtype)
         if self.product is not None:
             a = self.product(self.linear(a), species)
         out = self.linear_out(a) + self.self_connection(h, node_attrs)
         return self.gate(out) if self.gate is not None else out
+
+    def _messages(self, x: Tensor, edge_sh: Tensor, weights: Tensor) -> Tensor:
+        """``R ⊙ (x ⊗ Y)`` per edge: ``x [E, irreps_in.dim]`` (the senders' features) -> ``[E, tp.irreps_out.dim]``."""
+        if self.backend in ("cg", "cueq"):
+            return self.tp(x, edge_sh, weights)
+        w_in, w_out = weights.split(self._split, 1)
+        return self.tp(x * w_in.index_select(1, self.scale_in), edge_sh) * w_out.index_select(1, self.scale_out)
+
+
+# per-edge messages are computed in chunks of edges whose messages take about this many bytes (on the CPU)
+MESSAGE_CHUNK_BYTES = 8 << 20
+
+
+def _chunk_rows(row_bytes: int) -> int:
+    return max(1, MESSAGE_CHUNK_BYTES // max(row_bytes, 1))
