@@ -79,6 +79,8 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"--{arg.replace('_', '-')} is not an option of task {args.task!r}")
         config.extra[key] = value
     label = "-".join(str(config.extra[k]) for k in ("molecule", "tp_backend") if config.extra.get(k))
+    if config.extra.get("correlation"):
+        label += f"-c{config.extra['correlation']}"
     config.run_dir = args.run_dir or f"runs/{args.task}-{label + '-' if label else ''}{args.model}-s{config.seed}"
     config.resume, config.plots = args.resume, not args.no_plots
     try:
