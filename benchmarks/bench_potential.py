@@ -63,7 +63,12 @@ the timings are steadier and lower. ``default`` is what a user gets without such
 Structures: aspirin (RDKit from SMILES ``CC(=O)Oc1ccccc1C(=O)O`` with hydrogens, ETKDGv3 seed 0, no relaxation);
 water boxes of rigid molecules (O-H 0.9572 Å, H-O-H 104.52°) placed at random (seeded) in a cube of the
 volume of liquid water at 1 g/cm³ (29.9 Å³ a molecule), non-periodic, with O-O ≥ 2.5 Å and all intermolecular
-distances ≥ 1.6 Å. ``--sizes`` gives approximate atom counts (rounded to whole molecules).
+distances ≥ 1.6 Å. ``--sizes`` gives approximate atom counts (rounded to whole molecules). In these non-periodic
+boxes the edges per atom grow with the size (12.7 at 21 atoms, 31 at 501, 38 at 2,001: fewer atoms at the surface),
+so a flat cost per edge shows as a falling rate in atoms per second.
+
+CPU only: the ``cueq`` backend (cuEquivariance) is for GPUs, and there it would be measured against MACE with
+cuEquivariance; this machine has none.
 """
 
 from __future__ import annotations

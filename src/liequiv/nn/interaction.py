@@ -21,6 +21,9 @@ per degree, ``R_{c, l_1} R'_{c, l_3}`` (they scale the degree blocks of ``W_up h
 message after it), and only paths with ``l_1 + l_2 + l_3`` even exist, so features must have natural parity.
 ``"cueq"`` is ``"cg"``'s product through NVIDIA's cuEquivariance (:mod:`liequiv.o3.tensor_product.cueq`; for GPUs).
 
+On the CPU the messages are computed and summed in chunks of edges whose messages take ``MESSAGE_CHUNK_BYTES``
+(cache-sized temporaries; the memory does not grow with the edges' message width).
+
 Shapes: ``h [N, irreps_in.dim]``, ``node_attrs [N, num_elements]`` (one-hot), ``species [N]``, ``edge_index [2, E]``,
 ``edge_sh [E, (lmax_sh+1)²]``, ``edge_basis [E, num_basis]``, ``edge_envelope [E]`` -> ``[N, irreps_out.dim]``.
 """

@@ -106,8 +106,7 @@ def available_backends() -> list[str]:
 
 
 def _load_builtin_backends() -> None:
-    if "cg" not in _BACKENDS:
-        from liequiv.o3.tensor_product import cg, cueq, gaunt  # noqa: F401  (register themselves)
+    from liequiv.o3.tensor_product import cg, cueq, gaunt  # noqa: F401  (register themselves on first import)
 
 
 def _path_shape(mode: str, mul1: int, mul2: int, mul_out: int) -> tuple[int, ...]:
