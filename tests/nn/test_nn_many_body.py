@@ -150,3 +150,25 @@ def test_bad_input() -> None:
     block = SymmetricContraction("2x0e + 2x1o", "2x0e", 2, 2)
     with pytest.raises(ValueError, match="species"):
         block(torch.randn(3, 8), torch.zeros(3))
+
+
+@pytest.mark.parametrize("cls", [SymmetricContraction, GauntContraction])
+def test_node_chunks_change_nothing(monkeypatch, cls) -> None:
+    """Nodes a few at a time (as for large structures) give the same values and gradients as all at once."""
+    from liequiv.nn import many_body
+
+    torch.manual_seed(0)
+    block = cls("3x0e + 3x1o + 3x2e", "3x0e + 3x1o", 3, 2).double()
+    x0 = torch.randn(11, block.irreps_in.dim, dtype=torch.float64)
+    species = torch.tensor([0, 1] * 5 + [1])
+
+    def run():
+        x = x0.clone().requires_grad_()
+        y = block(x, species)
+        return [y, *torch.autograd.grad(y.square().sum(), [x, *block.parameters()])]
+
+    whole = run()
+    monkeypatch.setattr(many_body, "NODE_CHUNK_BYTES", 4 * block._row_elements() * 8)  # 4 nodes a chunk
+    chunked = run()
+    for a, b in zip(chunked, whole):
+        assert (a - b).abs().max() < 1e-12 * (1 + b.abs().max())

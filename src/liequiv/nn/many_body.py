@@ -116,6 +116,10 @@ def symmetric_coupling_basis(irreps: Any, ir_out: Any, nu: int) -> Tensor:
     return vh[:rank].T.reshape(*([d] * nu), ir_out.dim, rank).contiguous()
 
 
+# per-node temporaries are computed in chunks of nodes of about this many bytes (on the CPU)
+NODE_CHUNK_BYTES = 8 << 20
+
+
 class _ManyBodyProduct(Float64Constants):
     """Shared bookkeeping: the per-channel layout of ``C x irreps`` in and out, and the element indices."""
 
@@ -148,10 +152,24 @@ class _ManyBodyProduct(Float64Constants):
             raise ValueError(f"species must be a long tensor [{x.shape[0]}], got {species.dtype} "
                              f"{tuple(species.shape)}")
         a = x.index_select(1, self.in_index).view(x.shape[0], self.channels, self.ir_in.dim)
-        y = self._contract(a, species)  # [N, C, d_out]
+        shared = self._shared(a.dtype)
+        # nodes in chunks on the CPU: the per-node temporaries (monomials, grid values) stay cache-sized
+        rows = max(1, NODE_CHUNK_BYTES // (self._row_elements() * a.element_size())) if a.device.type == "cpu" else 0
+        if not rows or a.shape[0] <= rows:
+            y = self._contract(a, species, shared)  # [N, C, d_out]
+        else:
+            y = torch.cat([self._contract(part, s, shared) for part, s in zip(a.split(rows), species.split(rows))])
         return y.reshape(x.shape[0], -1).index_select(1, self.out_index)
 
-    def _contract(self, a: Tensor, species: Tensor) -> Tensor:
+    def _row_elements(self) -> int:
+        """Entries of the largest temporary per node."""
+        raise NotImplementedError
+
+    def _shared(self, dtype: torch.dtype) -> Any:
+        """What every chunk of nodes uses, computed once per call."""
+        return None
+
+    def _contract(self, a: Tensor, species: Tensor, shared: Any) -> Tensor:
         raise NotImplementedError
 
 
@@ -219,11 +237,16 @@ class SymmetricContraction(_ManyBodyProduct):
                             * a.index_select(2, getattr(self, f"last_{nu}")))
         return torch.cat(by_order, 2)
 
-    def _contract(self, a: Tensor, species: Tensor) -> Tensor:
+    def _row_elements(self) -> int:
+        return self.channels * self.num_monomials
+
+    def _shared(self, dtype: torch.dtype) -> Tensor:
+        """Element-wise matrices ``[E, C, Q, Σ(2L+1)]``: the weights folded into the coupling bases."""
+        return torch.cat([torch.einsum("qmp,epc->ecqm", getattr(self, f"U_{i}").to(dtype), w)
+                          for i, w in enumerate(self.weights)], -1)
+
+    def _contract(self, a: Tensor, species: Tensor, v: Tensor) -> Tensor:
         mono = self._monomials(a).transpose(0, 1)  # [C, N, Q]
-        # element-wise matrices [E, C, Q, Σ(2L+1)]: the weights folded into the coupling bases
-        v = torch.cat([torch.einsum("qmp,epc->ecqm", getattr(self, f"U_{i}").to(a.dtype), w)
-                       for i, w in enumerate(self.weights)], -1)
         out = a.new_zeros(self.channels, a.shape[0], v.shape[-1])
         for e in range(self.num_elements):
             nodes = (species == e).nonzero().squeeze(1)
@@ -280,7 +303,10 @@ class GauntContraction(_ManyBodyProduct):
     def _blocks(irreps: Irreps) -> Tensor:
         return torch.tensor([b for b, (_, ir) in enumerate(irreps) for _ in range(ir.dim)], dtype=torch.long)
 
-    def _contract(self, a: Tensor, species: Tensor) -> Tensor:
+    def _row_elements(self) -> int:
+        return self.correlation * self.channels * self.grid_size
+
+    def _contract(self, a: Tensor, species: Tensor, shared: None) -> Tensor:
         w_in = self.weight_in.index_select(0, species).index_select(3, self.in_degree)  # [N, ν, C, d]
         f = (a[:, None] * w_in) @ self.to_grid.to(a.dtype)  # [N, ν, C, G]
         b = (f ** self.powers.to(a.dtype)) @ self.project.to(a.dtype)  # [N, ν, C, d_out]
