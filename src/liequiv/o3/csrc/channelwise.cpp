@@ -89,6 +89,16 @@ struct Scratch {
     if (w && (w_ld || !shared_loaded)) load_block(w + n0 * w_ld, w_ld, p.nw, nb, W.data());
     shared_loaded = true;
   }
+  void zero_grads() {
+    for (auto* g : {&GX1, &GX2, &GW})
+      for (auto& v : *g) v = V{};
+  }
+  // the block's gradients of x1, x2 and w (nullptr: not wanted)
+  void store_grads(const Plan<T>& p, T* gx1, T* gx2, T* gw, int64_t n0, int nb, bool stream) {
+    if (gx1) store_block(GX1.data(), p.d1, nb, rows.data(), gx1 + n0 * p.d1, stream);
+    if (gx2) store_block(GX2.data(), p.d2, nb, rows.data(), gx2 + n0 * p.d2, stream);
+    if (gw) store_block(GW.data(), p.nw, nb, rows.data(), gw + n0 * p.nw, stream);
+  }
 };
 
 // w: nullptr (no weighted path) or rows of stride w_ld (0: shared weights)
@@ -143,9 +153,7 @@ void backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_
       const int nb = int(n - n0 < B ? n - n0 : B);
       s.load(p, x1, x2, w, w_ld, n0, nb);
       load_block(g + n0 * p.dout, p.dout, p.dout, nb, s.O.data());  // the output's gradient
-      for (auto& v : s.GX1) v = V{};
-      for (auto& v : s.GX2) v = V{};
-      for (auto& v : s.GW) v = V{};
+      s.zero_grads();
       for (int64_t q = 0; q < p.n_paths; ++q) {
         const Path& pa = p.paths[q];
         V* M = s.M.data();
@@ -175,9 +183,7 @@ void backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int64_t w_
           s.GX2[pa.x2 + t[1]] += p.c[e] * GM[t[0] * pa.d3 + t[2]];
         }
       }
-      if (gx1) store_block(s.GX1.data(), p.d1, nb, s.rows.data(), gx1 + n0 * p.d1, stream);
-      if (gx2) store_block(s.GX2.data(), p.d2, nb, s.rows.data(), gx2 + n0 * p.d2, stream);
-      if (gw) store_block(s.GW.data(), p.nw, nb, s.rows.data(), gw + n0 * p.nw, stream);
+      s.store_grads(p, gx1, gx2, gw, n0, nb, stream);
     }
     fence();
   }
@@ -212,9 +218,7 @@ void double_backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int
       if (aw && (w_ld || !aw_loaded)) load_block(aw + n0 * w_ld, w_ld, p.nw, nb, AW.data());
       aw_loaded = true;
       for (auto& v : GG) v = V{};
-      for (auto& v : s.GX1) v = V{};
-      for (auto& v : s.GX2) v = V{};
-      for (auto& v : s.GW) v = V{};
+      s.zero_grads();
       for (int64_t q = 0; q < p.n_paths; ++q) {
         const Path& pa = p.paths[q];
         V* M = s.M.data();
@@ -260,9 +264,7 @@ void double_backward(const Plan<T>& p, const T* x1, const T* x2, const T* w, int
         }
       }
       if (gg) store_block(GG.data(), p.dout, nb, s.rows.data(), gg + n0 * p.dout, stream);
-      if (gx1) store_block(s.GX1.data(), p.d1, nb, s.rows.data(), gx1 + n0 * p.d1, stream);
-      if (gx2) store_block(s.GX2.data(), p.d2, nb, s.rows.data(), gx2 + n0 * p.d2, stream);
-      if (gw) store_block(s.GW.data(), p.nw, nb, s.rows.data(), gw + n0 * p.nw, stream);
+      s.store_grads(p, gx1, gx2, gw, n0, nb, stream);
     }
     fence();
   }
