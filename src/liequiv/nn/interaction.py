@@ -41,6 +41,8 @@ from liequiv.o3 import ChannelwiseTensorProduct, FullyConnectedTensorProduct, Ga
 __all__ = ["Interaction", "gate_for", "natural_irreps"]
 
 TP_BACKENDS = ("cg", "gaunt_grid", "gaunt_fourier", "cueq")
+# per-edge messages are computed in chunks of edges whose messages take about this many bytes (on the CPU)
+MESSAGE_CHUNK_BYTES = 8 << 20
 
 
 def natural_irreps(channels: int, lmax: int) -> Irreps:
@@ -134,7 +136,8 @@ class Interaction(nn.Module):
         h_up = self.linear_up(h)
         # the edges in chunks on the CPU: the per-edge messages (the widest tensors) stay cache-sized, so the cost per
         # edge does not grow with the structure, nor the memory with its edges
-        rows = _chunk_rows(self.tp.irreps_out.dim * h.element_size()) if h.device.type == "cpu" else src.shape[0]
+        row_bytes = max(self.tp.irreps_out.dim * h.element_size(), 1)
+        rows = max(1, MESSAGE_CHUNK_BYTES // row_bytes if h.device.type == "cpu" else src.shape[0])
         a = h.new_zeros(h.shape[0], self.tp.irreps_out.dim)
         chunks = (t.split(rows) for t in (h_up.index_select(0, src), edge_sh, weights, dst))  # split: one backward
         for x, sh, w, receivers in zip(*chunks):
@@ -151,11 +154,3 @@ class Interaction(nn.Module):
             return self.tp(x, edge_sh, weights)
         w_in, w_out = weights.split(self._split, 1)
         return self.tp(x * w_in.index_select(1, self.scale_in), edge_sh) * w_out.index_select(1, self.scale_out)
-
-
-# per-edge messages are computed in chunks of edges whose messages take about this many bytes (on the CPU)
-MESSAGE_CHUNK_BYTES = 8 << 20
-
-
-def _chunk_rows(row_bytes: int) -> int:
-    return max(1, MESSAGE_CHUNK_BYTES // max(row_bytes, 1))

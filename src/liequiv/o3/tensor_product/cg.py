@@ -348,8 +348,6 @@ class CGTensorProduct(Float64Constants):
             grads = [None if t is None else native.ptr(t) for t in (gx1, gx2, gw)]
             args = self._native_args(x1, x2, w, weighted_only)
             _native_kernels()[x1.dtype][1](*args, native.ptr(g), *grads, z, native.threads())
-        elif gw is not None:
-            gw.zero_()
         if gw is not None and w.ndim == 1:
             gw = gw.sum(0)
         return [gx1, gx2, gw]
@@ -367,8 +365,6 @@ class CGTensorProduct(Float64Constants):
             given = [None if t is None else native.ptr(t) for t in incoming]
             gx1, gx2, gw, gg = (None if t is None else native.ptr(t) for t in outs)
             _native_kernels()[x1.dtype][2](*args, native.ptr(g), *given, gg, gx1, gx2, gw, z, native.threads())
-        elif outs[2] is not None:
-            outs[2].zero_()
         if outs[2] is not None and w.ndim == 1:
             outs[2] = outs[2].sum(0)
         return outs

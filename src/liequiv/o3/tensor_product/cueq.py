@@ -81,8 +81,9 @@ class CueqTensorProduct(nn.Module):
             if self.weighted:
                 operands.insert(0, stp.add_segment(0, (u,)))
             stp.add_path(*operands, c=table)
-        self.polynomial = cue.SegmentedPolynomial.eval_last_operand(stp.flatten_coefficient_modes().squeeze_modes())
-        self.uniform = stp.flatten_coefficient_modes().squeeze_modes().all_same_segment_shape()
+        stp = stp.flatten_coefficient_modes().squeeze_modes()  # every segment a vector over the channels
+        self.polynomial = cue.SegmentedPolynomial.eval_last_operand(stp)
+        self.uniform = stp.all_same_segment_shape()
         self.register_buffer("perm1", _layout_permutation(irreps1), persistent=False)
         self.register_buffer("perm_out", torch.argsort(_layout_permutation(irreps_out)), persistent=False)
         self._modules_by_device: dict[tuple[str, torch.dtype], nn.Module] = {}
