@@ -28,7 +28,8 @@ polynomial envelope p = 6, radial MLPs 3 × 64, hidden node features ``C x 0e + 
 
 * liequiv ``TensorProductPotential(elements=[1, 6, 8], channels=C, lmax=L, node_lmax=1, layers=2,
   correlation=3, tp_backend="cg")``, plus extra columns at ``correlation=1`` (NequIP-like) and with the Gaunt
-  backends ``"gaunt_grid"`` and ``"gaunt_fourier"`` (correlation 3).
+  backends ``"gaunt_grid"`` and ``"gaunt_fourier"`` (correlation 3). ``--node-lmax K`` gives liequiv hidden
+  features up to degree K (NequIP's full-degree setting at K = L; no matched peer, so with ``--peers ""``).
 * MACE: ``mace.modules.ScaleShiftMACE`` exactly as ``mace_run_train --model MACE`` builds it (first interaction
   ``RealAgnosticInteractionBlock``, then ``RealAgnosticResidualInteractionBlock``, ``hidden_irreps C x 0e + C x 1o``,
   ``max_ell=L``, ``correlation=3``, ``MLP_irreps 16x0e``, ``radial_MLP [64, 64, 64]``, ``use_reduced_cg=False``
@@ -259,7 +260,8 @@ class LiequivRunner(Runner):
         torch.manual_seed(0)
         c = self.config
         self.dtype = _torch_dtype(dtype)
-        model = TensorProductPotential(elements=list(ELEMENTS), channels=c["channels"], lmax=c["lmax"], node_lmax=1,
+        model = TensorProductPotential(elements=list(ELEMENTS), channels=c["channels"], lmax=c["lmax"],
+                                       node_lmax=c["node_lmax"],
                                        layers=c["layers"], correlation=self.correlation, cutoff=c["cutoff"],
                                        num_basis=c["num_basis"], tp_backend=self.backend)
         model.set_statistics(avg_num_neighbors=c["avg_num_neighbors"])
@@ -588,6 +590,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--lmax", type=int, default=3)
     parser.add_argument("--correlation", type=int, default=3)
+    parser.add_argument("--node-lmax", type=int, default=1,
+                        help="degree of liequiv's hidden features (the peers have 0e + 1o: others need --peers '')")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--no-extra", action="store_true", help="leave out liequiv ν=1 and the Gaunt backends")
     parser.add_argument("--peers", default="mace,nequip")
@@ -613,6 +617,8 @@ def main() -> None:
     if args.tables_from:
         tables_from_json(args.tables_from, args.markdown)
         return
+    if args.node_lmax != 1 and args.peers:
+        parser.error("--node-lmax other than 1 has no matched peer model: add --peers ''")
     if args.malloc == "keep" and any(os.environ.get(k) != v for k, v in MALLOC_KEEP.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **MALLOC_KEEP))  # glibc reads at start
 
@@ -632,8 +638,8 @@ def main() -> None:
     from liequiv.data.atoms import average_num_neighbors  # the normalisation only; it does not change the cost
 
     avg = average_num_neighbors([{"pos": torch.from_numpy(structures[0]["positions"])}], 5.0)
-    config = {"channels": args.channels, "lmax": args.lmax, "layers": args.layers, "correlation": args.correlation,
-              "cutoff": 5.0, "num_basis": 8, "envelope_p": 6, "avg_num_neighbors": avg}
+    config = {"channels": args.channels, "lmax": args.lmax, "node_lmax": args.node_lmax, "layers": args.layers,
+              "correlation": args.correlation, "cutoff": 5.0, "num_basis": 8, "envelope_p": 6, "avg_num_neighbors": avg}
     print(f"structures in {time.perf_counter() - start:.1f} s: "
           + ", ".join(f"{s['name']} ({len(s['numbers'])} atoms)" for s in structures), flush=True)
     if args.profile:
@@ -657,7 +663,8 @@ def main() -> None:
                    LocalModel(LiequivRunner(structures, config, args.correlation, "gaunt_fourier"),
                               max_atoms=args.fourier_max_atoms)]
     names = [m.name for m in models]
-    config_text = (f"C={args.channels}, lmax={args.lmax}, hidden {args.channels}x0e+{args.channels}x1o, "
+    hidden = "+".join(f"{args.channels}x{l}{'eo'[l % 2]}" for l in range(args.node_lmax + 1))
+    config_text = (f"C={args.channels}, lmax={args.lmax}, hidden {hidden}, "
                    f"layers={args.layers}, correlation={args.correlation} (ν=1 for NequIP and 'liequiv ν=1'), "
                    f"cutoff 5 Å, 8 Bessel")
     print(f"models: {', '.join(names)}; {config_text}", flush=True)
