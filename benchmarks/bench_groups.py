@@ -1,6 +1,7 @@
 """SO(3) and SE(3) exp, log, compose and act: liequiv against pypose and roma, in one run, as ratios to liequiv.
 
     python benchmarks/bench_groups.py [--n 1000000] [--repeats 7] [--threads 1] [--clock wall|cpu] [--quick]
+    python benchmarks/bench_groups.py --clock cpu --repeats 5 --markdown docs/benchmarks/groups.md
 
 Every operation runs on ``--n`` float32 elements on the CPU, in two modes: ``fwd`` is the forward pass alone
 (inference, under ``torch.no_grad``), ``fwd+bwd`` is ``y = op(inputs)`` with ``requires_grad`` on every input
@@ -30,6 +31,7 @@ import pypose as pp
 import roma
 import torch
 
+import markdown_tables
 from liequiv.groups import SE3, SO3
 
 OPS = ("exp", "log", "compose", "act")
@@ -201,6 +203,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 elements, 3 repeats")
     parser.add_argument("--groups", default="SO3,SE3")
     parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     if args.quick:
         args.n, args.repeats = 10_000, 3
@@ -208,9 +211,11 @@ def main() -> None:
     clock = time.perf_counter if args.clock == "wall" else time.thread_time
 
     cross_check()
-    print(f"torch {torch.__version__}, pypose {pp.__version__}, roma {roma.__version__}; "
-          f"{torch.get_num_threads()} thread(s); n = {args.n:,} float32 on CPU; {args.clock} clock, "
-          f"medians of {args.repeats} (ms); ratio = peer / liequiv (> 1: liequiv faster)")
+    summary = (f"torch {torch.__version__}, pypose {pp.__version__}, roma {roma.__version__}; "
+               f"{torch.get_num_threads()} thread(s); n = {args.n:,} float32 on CPU; {args.clock} clock, "
+               f"medians of {args.repeats} (ms); ratio = peer / liequiv (> 1: liequiv faster)")
+    print(summary)
+    rows = []
     header = (f"{'group':<5} {'op':<8} {'mode':<8} {'liequiv':>9} {'pypose':>9} {'ratio':>7} "
               f"{'roma':>9} {'ratio':>7}")
     print(header)
@@ -222,11 +227,19 @@ def main() -> None:
                 runners = {name: _runner(name, group, op, inputs, backward) for name in LIBRARIES}
                 times = _medians_ms({k: v for k, v in runners.items() if v is not None}, args.repeats, clock)
                 ours = times["liequiv"]
-                row = f"{group:<5} {op:<8} {'fwd+bwd' if backward else 'fwd':<8} {ours:>9.1f}"
+                mode = "fwd+bwd" if backward else "fwd"
+                row = f"{group:<5} {op:<8} {mode:<8} {ours:>9.1f}"
+                cells = [f"{group} {op}", mode, f"{ours:.1f}"]
                 for name in ("pypose", "roma"):
                     row += (f" {'-':>9} {'-':>7}" if name not in times
                             else f" {times[name]:>9.1f} {times[name] / ours:>6.2f}x")
+                    cells += ["", ""] if name not in times else [f"{times[name]:.1f}", f"{times[name] / ours:.2f}×"]
                 print(row, flush=True)
+                rows.append(cells)
+    if args.markdown:
+        header = ["op", "mode", "liequiv ms", "pypose ms", "ratio", "roma ms", "ratio"]
+        markdown_tables.write(args.markdown, "Lie groups: liequiv, pypose and roma", summary,
+                       markdown_tables.table(header, rows, ["l", "l"] + ["r"] * 5))
 
 
 if __name__ == "__main__":

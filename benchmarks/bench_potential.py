@@ -87,6 +87,8 @@ from pathlib import Path
 
 import numpy as np
 
+import markdown_tables
+
 ELEMENTS = (1, 6, 8)
 SYMBOLS = ("H", "C", "O")
 ASPIRIN_SMILES = "CC(=O)Oc1ccccc1C(=O)O"
@@ -98,6 +100,8 @@ MALLOC_KEEP = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)} 
 
 # ----------------------------------------------------------------------------------------------------------
 # Structures (made in liequiv's environment; RDKit is needed for aspirin only).
+TITLE = "Interatomic potentials: liequiv, MACE and NequIP"
+
 
 def aspirin() -> tuple[np.ndarray, np.ndarray]:
     """Aspirin's atomic numbers [21] and positions [21, 3] (Å): RDKit, explicit hydrogens, ETKDGv3 seed 0."""
@@ -529,11 +533,13 @@ def _fmt_ratio(peer: float | None, ours: float | None) -> str:
 
 
 def print_tables(results: list[dict], structures: list[dict], models: list[str], edges: list[int]) -> str:
-    """The markdown tables (returned and printed): ms per call, atoms/s, and peer/liequiv ratios."""
+    """The markdown tables (returned and printed): ms per call, atoms/s, and the ratios peer / liequiv (and
+    liequiv's ``cg`` / ``gaunt_grid``)."""
     lines = []
     cells = sorted({(r["dtype"], r["threads"], r["mode"]) for r in results},
                    key=lambda c: (c[0], c[1], c[2] != "infer"))
-    pairs = [(peer, ours) for peer, ours in (("MACE", "liequiv"), ("NequIP", "liequiv ν=1")) if peer in models]
+    pairs = [(peer, ours) for peer, ours in (("MACE", "liequiv"), ("NequIP", "liequiv ν=1"),
+                                             ("liequiv", "liequiv gaunt_grid")) if peer in models and ours in models]
     for dtype, threads, mode in cells:
         what = "energy + forces" if mode == "infer" else "training step"
         lines.append(f"\n### {what}, {dtype}, {threads} thread{'s' if threads > 1 else ''}: ms per call "
@@ -720,12 +726,12 @@ def main() -> None:
     finally:
         for m in models:
             m.close()
-    print(f"\nall timings in {time.perf_counter() - start:.0f} s. Model call only (neighbour lists outside the "
-          f"timing); training step = zero_grad + forward + forces (create_graph) + loss + backward, no optimizer "
-          f"step. Ratios above 1: liequiv faster. {config_text}.")
+    intro = (f"Model call only (neighbour lists outside the timing); training step = zero_grad + forward + forces "
+             f"(create_graph) + loss + backward, no optimizer step. Ratios above 1: liequiv faster. {config_text}.")
+    print(f"\nall timings in {time.perf_counter() - start:.0f} s. {intro}")
     text = print_tables(results, structures, names, edges)
     if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
+        markdown_tables.write(args.markdown, TITLE, intro, text)
     if args.json:
         _write_json(args.json, config, info, results, structures, names, edges)
 
@@ -741,7 +747,8 @@ def tables_from_json(path: str, markdown: str | None) -> None:
     data = json.loads(Path(path).read_text())
     text = print_tables(data["results"], data["structures"], data["names"], data["edges"])
     if markdown:
-        Path(markdown).write_text(text + "\n")
+        markdown_tables.write(markdown, TITLE, f"The timings of {Path(path).name}; configuration: {data['config']}.",
+                              text)
 
 
 def _time_cell(models: list, k: int, mode: str, args, meta: dict) -> list[dict]:
