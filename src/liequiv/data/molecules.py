@@ -26,9 +26,8 @@ test frames next to training frames in time (as rMD17's random split of one traj
 frames lie further apart). tblite runs on one OpenMP thread while generating (a second thread gained
 nothing measurable at these sizes), which makes a run bitwise reproducible for a given tblite build
 (checked across OpenMP thread settings; with several threads its reductions round differently from run
-to run, and chaotic MD amplifies that). Cost per MD step on one core of an AMD EPYC: ethanol 2-3 ms,
-aspirin 11-13 ms, azobenzene 13-14 ms; a default aspirin data set (46,000 steps, a 2.3 MB file) took
-10 minutes there (ethanol 2.3 minutes), with the other core busy.
+to run, and chaotic MD amplifies that). A default data set takes minutes of one core (the cost of an xTB step
+grows with the molecule), with a progress bar, once: it is cached.
 """
 
 from __future__ import annotations

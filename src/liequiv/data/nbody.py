@@ -53,9 +53,9 @@ chaotic, diverge by more than 1e-3 by frame 40 (in a re-statement with NRI's exa
 agree bitwise on the same numpy/BLAS, but the published files came from another machine's BLAS). The
 test-split baselines: ``target = x30`` has MSE 0.2715 and ``x30 + v30 · 1.0`` (1,000 steps of dt 0.001)
 0.1079 (0.1090 with NRI's operation order: the third digit is within round-off of a few trajectories);
-the least-squares ``x30 + t v30`` has t ≈ 0.72 and MSE 0.084. The charged test split takes about 5 s on
-2 cores; gravity (100 particles, 7,000 trajectories, ~0.2 ms per trajectory-step on 2 shared cores)
-takes one to two hours, once, then is cached (float32, about 0.5 GB for its training split).
+the least-squares ``x30 + t v30`` has t ≈ 0.72 and MSE 0.084. The charged splits take seconds to
+generate; gravity (100 particles, 7,000 trajectories) takes hours, once, then is cached (float32, about 0.5 GB
+for its training split).
 """
 
 from __future__ import annotations
