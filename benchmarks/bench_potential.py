@@ -13,13 +13,13 @@ Peers. mace-torch pins e3nn 0.4.4 and nequip needs e3nn 0.6, so each peer lives 
 and runs as a worker subprocess (this same file, ``--peer mace|nequip``) of that environment's python. Create them
 with (install torch==2.13.0 first: an unpinned torch would pull a CUDA build; pip keeps the CPU wheel after)::
 
-    python3.11 -m venv /work/peers/mace
-    /work/peers/mace/bin/pip install torch==2.13.0
-    /work/peers/mace/bin/pip install mace-torch            # got mace-torch 0.3.16, e3nn 0.4.4
-    python3.11 -m venv /work/peers/nequip
-    /work/peers/nequip/bin/pip install torch==2.13.0
-    /work/peers/nequip/bin/pip install nequip              # got nequip 0.19.1, e3nn 0.6.0
-    /work/peers/mace/bin/python -c "import torch; print(torch.__version__)"   # check: 2.13.0+cpu
+    python3.11 -m venv .peers/mace                   # in the repository root (git ignores .peers/)
+    .peers/mace/bin/pip install torch==2.13.0
+    .peers/mace/bin/pip install mace-torch            # got mace-torch 0.3.16, e3nn 0.4.4
+    python3.11 -m venv .peers/nequip
+    .peers/nequip/bin/pip install torch==2.13.0
+    .peers/nequip/bin/pip install nequip              # got nequip 0.19.1, e3nn 0.6.0
+    .peers/mace/bin/python -c "import torch; print(torch.__version__)"   # check: 2.13.0+cpu
 
 (``--mace-python``/``--nequip-python`` point elsewhere; a peer whose python is missing is skipped with a note.)
 
@@ -95,6 +95,7 @@ ASPIRIN_SMILES = "CC(=O)Oc1ccccc1C(=O)O"
 WATER_VOLUME = 18.015 / 6.02214076e23 * 1e24  # Å³ per molecule at 1 g/cm³ (29.9)
 FORCE_WEIGHT = 100.0
 MIN_CALL_SECONDS = 0.05  # one timing averages back-to-back calls until it lasts this long
+PEERS = Path(__file__).resolve().parents[1] / ".peers"  # the peers' virtual environments
 MALLOC_KEEP = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}  # --malloc keep
 
 
@@ -601,8 +602,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--no-extra", action="store_true", help="leave out liequiv ν=1 and the Gaunt backends")
     parser.add_argument("--peers", default="mace,nequip")
-    parser.add_argument("--mace-python", default="/work/peers/mace/bin/python")
-    parser.add_argument("--nequip-python", default="/work/peers/nequip/bin/python")
+    parser.add_argument("--mace-python", default=str(PEERS / "mace" / "bin" / "python"))
+    parser.add_argument("--nequip-python", default=str(PEERS / "nequip" / "bin" / "python"))
     parser.add_argument("--json", default=None, help="also write all timings to this JSON file (after every cell)")
     parser.add_argument("--tables-from", metavar="JSON", help="only print the tables of an earlier --json file")
     parser.add_argument("--markdown", default=None, help="also write the tables to this markdown file")

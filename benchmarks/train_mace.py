@@ -5,7 +5,7 @@ Two modes, in two environments (mace-torch pins e3nn 0.4.4; see bench_potential.
 1. ``--export`` (liequiv's venv): write liequiv's train/valid/test split of a molecule as extended XYZ files
    (``REF_energy`` in the comment line, a ``REF_forces`` column: the keys MACE recommends)::
 
-       python benchmarks/train_mace.py --export ethanol --sizes 1000,200,1000 --out-dir /tmp/ethanol
+       python benchmarks/train_mace.py --export ethanol --sizes 1000,200,1000 --out-dir runs/mace/ethanol
 
    The frames are those of ``liequiv.data.molecules.molecule_datasets(molecule, sizes, split_seed)`` (cached in
    ``~/.cache/liequiv``; a molecule not yet cached is generated first, which takes minutes).
@@ -14,8 +14,9 @@ Two modes, in two environments (mace-torch pins e3nn 0.4.4; see bench_potential.
    model on the test file and write the metrics (energy MAE in meV per structure, force MAE and RMSE in meV/Å
    over force components, as in liequiv's ``metrics.json``) to ``--out``::
 
-       /work/peers/mace/bin/python benchmarks/train_mace.py --train /tmp/ethanol/train.xyz \
-           --valid /tmp/ethanol/valid.xyz --test /tmp/ethanol/test.xyz --epochs 50 --out /tmp/mace-ethanol.json
+       .peers/mace/bin/python benchmarks/train_mace.py --train runs/mace/ethanol/train.xyz \
+           --valid runs/mace/ethanol/valid.xyz --test runs/mace/ethanol/test.xyz --epochs 50 \
+           --out runs/mace/mace-ethanol.json
 
 Recipe (defaults match liequiv's ``liequiv train md17`` defaults where the two differ, MACE's rMD17 recipe
 otherwise): ``--model MACE`` (ScaleShiftMACE: E0s by least squares on the training set, "average"; scale = RMS of
