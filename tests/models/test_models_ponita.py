@@ -9,15 +9,9 @@ import torch
 
 from dynamics_testing import random_systems
 from liequiv.groups import SO3
-from liequiv.models.ponita import (
-    PONITA,
-    PONITAR3,
-    ConvNextBlock,
-    PointConv,
-    PolynomialFeatures,
-    position_orientation_invariants,
-    so3_equivariance_error,
-)
+from liequiv.models.ponita import PONITA, PONITAR3, ConvNextBlock, PolynomialFeatures
+from liequiv.nn import PointConv
+from liequiv.symmetry import check_equivariance
 
 DT = torch.float64
 
@@ -37,6 +31,12 @@ def _ponita_r3(**kwargs) -> PONITAR3:
 
 
 MODELS = {"R3S2": _ponita, "R3": _ponita_r3}
+TYPES = ["pos", "1o", "scalar", "scalar"]  # (pos, vel, charges, edge_index) under rotations alone
+
+
+def _so3_report(model: torch.nn.Module, pos, vel, charges, edge_index, seed: int):
+    return check_equivariance(model, (pos, vel, charges, edge_index), "SO(3)", TYPES, "pos", n_samples=3,
+                              generator=torch.Generator().manual_seed(seed))
 
 
 def _rotations(count: int, seed: int) -> torch.Tensor:
@@ -79,14 +79,13 @@ def test_r3_variant_is_exactly_e3_equivariant() -> None:
         shift = torch.randn(3, generator=torch.Generator().manual_seed(seed), dtype=DT)
         moved = model(pos @ rot.T + shift, vel @ rot.T, charges, edge_index, batch)
         assert (moved - (out @ rot.T + shift)).abs().max() < 1e-10
-    assert so3_equivariance_error(model, pos, vel, charges, edge_index, _rotations(2, seed=3)).max() < 1e-10
+    assert _so3_report(model, pos, vel, charges, edge_index, seed=3).passed
 
 
 def test_rotation_error_shrinks_with_the_grid() -> None:
     """The same weights on grids of 8, 20, 50, 100 orientations: the SO(3) error falls with every refinement."""
     pos, vel, charges, edge_index, _ = _inputs(n_graphs=2)
-    rotations = _rotations(3, seed=5)
-    errors = [so3_equivariance_error(_ponita(num_ori=n), pos, vel, charges, edge_index, rotations).mean().item()
+    errors = [_so3_report(_ponita(num_ori=n), pos, vel, charges, edge_index, seed=5).max_abs_error
               for n in (8, 20, 50, 100)]
     assert all(fine < 0.8 * coarse for coarse, fine in pairwise(errors)), errors
     assert errors[-1] < 0.1 * errors[0], errors
@@ -109,22 +108,6 @@ def test_self_loops_change_the_convolution() -> None:
     with_loops = _ponita(self_loops=True)(pos, vel, charges, edge_index, batch)
     without = _ponita(self_loops=False)(pos, vel, charges, edge_index, batch)
     assert (with_loops - without).abs().max() > 1e-6
-
-
-def test_position_orientation_invariants() -> None:
-    g = torch.Generator().manual_seed(0)
-    rel = torch.randn(7, 3, generator=g, dtype=DT)
-    orientations = torch.nn.functional.normalize(torch.randn(4, 3, generator=g, dtype=DT), dim=-1)
-    attributes = position_orientation_invariants(rel, orientations)
-    assert attributes.shape == (7, 4, 2)
-    assert torch.allclose(attributes.square().sum(-1), rel.square().sum(-1, keepdim=True).expand(-1, 4))
-    assert (attributes[..., 1] >= 0).all()
-    axis = torch.tensor([[0.0, 0.0, 1.0]], dtype=DT)
-    assert torch.allclose(position_orientation_invariants(torch.tensor([[3.0, 4.0, 2.0]], dtype=DT), axis),
-                          torch.tensor([[[2.0, 5.0]]], dtype=DT))
-    rot = _rotations(1, seed=1)[0]  # rotating both the pair and the orientation leaves the attributes alone
-    rotated = position_orientation_invariants(rel @ rot.T, orientations @ rot.T)
-    assert (rotated - attributes).abs().max() < 1e-12
 
 
 def test_polynomial_features() -> None:
@@ -188,5 +171,3 @@ def test_bad_hyperparameters() -> None:
         PONITAR3(hidden=0)
     with pytest.raises(ValueError, match="degree"):
         PONITAR3(degree=0)
-    with pytest.raises(ValueError, match="rotations"):
-        so3_equivariance_error(_ponita_r3(), *_inputs()[:4], torch.eye(3, dtype=DT))
