@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from dynamics_testing import NODE_TYPES, OUT_TYPE, random_systems
-from egnn_reference import affine, egnn_layer_reference, randomize
 from liequiv.groups import SO3
 from liequiv.models import EGNN
 from liequiv.symmetry import check_equivariance
+from message_passing_reference import affine, egnn_layer_reference, randomize
 
 DT = torch.float64
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from egnn_reference import egnn_layer_reference, randomize
 from liequiv.nn import EGNNLayer
 from liequiv.symmetry import check_equivariance
+from message_passing_reference import egnn_layer_reference, randomize
 
 DT = torch.float64
 # 4 nodes; node 3 sends but receives nothing, node 0 has two senders (the mean's C differs per node)

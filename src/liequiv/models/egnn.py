@@ -40,7 +40,7 @@ class EGNN(nn.Module):
 
         ``batch`` is accepted for a uniform model interface; EGNN needs no per-graph pooling.
         """
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         n = pos.shape[0]
         src, dst = check_edge_index(edge_index, n)
         speed = torch.linalg.vector_norm(vel, dim=-1, keepdim=True)

@@ -157,7 +157,7 @@ class PONITA(nn.Module):
 
         ``batch`` is accepted for the uniform model interface; node-level outputs need no pooling.
         """
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         n, ori = pos.shape[0], self.orientations
         edge_index = _prepare_graph(edge_index, n, self.self_loops)
         src, dst = edge_index
@@ -208,7 +208,7 @@ class PONITAR3(nn.Module):
 
         ``batch`` is accepted for the uniform model interface; node-level outputs need no pooling.
         """
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         n = pos.shape[0]
         edge_index = _prepare_graph(edge_index, n, self.self_loops)
         src, dst = edge_index

@@ -1,6 +1,7 @@
-"""The EGNN update of Satorras et al. (2021) written out node by node in plain torch, for the layer and model tests.
+"""Message passing written out node by node in plain torch, for the layer and model tests: the EGNN update of
+Satorras et al. (2021) and the plain GNN baseline.
 
-It reads the layer's own parameter tensors but none of its code: no MLP, no scatter, loops over receivers.
+It reads the modules' own parameter tensors but none of their code: no MLP, no scatter, loops over receivers.
 """
 
 from __future__ import annotations
@@ -58,6 +59,29 @@ def egnn_layer_reference(layer: nn.Module, h: Tensor, x: Tensor, edges: list[tup
             total = torch.stack(messages).sum(0) if messages else torch.zeros_like(h[i])
             h_out[i] = h[i] + two_layer(layer.node_mlp, torch.cat([h[i], total]))
     return h_out, x_out
+
+
+def gnn_reference(model: nn.Module, pos: Tensor, vel: Tensor, node_features: Tensor,
+                  edges: list[tuple[int, int]]) -> Tensor:
+    """The GNN baseline for ``edges`` (j, i):
+
+        h_i = W [x_i, v_i, q_i] + b,   a_ij = [q_i q_j, |x_i − x_j|²]
+        m_ij = φ_e(h_i, h_j, a_ij),    h_i ← h_i + φ_h(h_i, Σ_j m_ij)     (each layer)
+        x_i' = x_i + decoder(h_i)
+    """
+    n = pos.shape[0]
+    h = torch.stack([affine(model.embedding, torch.cat([pos[i], vel[i], node_features[i]])) for i in range(n)])
+    edge_attr = [torch.cat([node_features[i] * node_features[j], (pos[i] - pos[j]).square().sum()[None]])
+                 for j, i in edges]
+    for edge_mlp, node_mlp in zip(model.edge_mlps, model.node_mlps):
+        updated = h.clone()
+        for i in range(n):
+            messages = [two_layer(edge_mlp, torch.cat([h[i], h[j], edge_attr[k]]), last_silu=True)
+                        for k, (j, target) in enumerate(edges) if target == i]
+            total = torch.stack(messages).sum(0) if messages else torch.zeros_like(h[i])
+            updated[i] = h[i] + two_layer(node_mlp, torch.cat([h[i], total]))
+        h = updated
+    return pos + torch.stack([two_layer(model.decoder, h[i]) for i in range(n)])
 
 
 def randomize(module: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:
