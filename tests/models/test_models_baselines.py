@@ -9,6 +9,7 @@ from dynamics_testing import NODE_TYPES, OUT_TYPE, random_systems
 from liequiv.groups import SO3
 from liequiv.models.baselines import GNN, LinearDynamics
 from liequiv.symmetry import check_equivariance
+from message_passing_reference import gnn_reference, randomize
 
 DT = torch.float64
 
@@ -65,6 +66,17 @@ def test_linear_dynamics_learns_the_time_step() -> None:
         (model(pos, vel, charges, edge_index, batch) - target).square().mean().backward()
         optimizer.step()
     assert abs(model.dt.item() - 0.7) < 1e-3
+
+
+def test_gnn_matches_its_update_on_a_small_graph() -> None:
+    """Node 3 only sends; distinct charges, so that q_i q_j is told apart from q_i² or q_j²."""
+    model = randomize(GNN(node_dim=1, hidden=3, layers=2))
+    g = torch.Generator().manual_seed(0)
+    pos, vel = torch.randn(4, 3, generator=g, dtype=DT), torch.randn(4, 3, generator=g, dtype=DT)
+    charges = torch.tensor([[1.0], [-2.0], [0.5], [3.0]], dtype=DT)
+    edges = [(1, 0), (2, 0), (3, 0), (0, 1), (3, 1), (1, 2)]
+    out = model(pos, vel, charges, torch.tensor(edges).T)
+    torch.testing.assert_close(out, gnn_reference(model, pos, vel, charges, edges), rtol=0, atol=1e-12)
 
 
 def test_gnn_is_permutation_equivariant() -> None:

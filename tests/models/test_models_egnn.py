@@ -9,6 +9,7 @@ from dynamics_testing import NODE_TYPES, OUT_TYPE, random_systems
 from liequiv.groups import SO3
 from liequiv.models import EGNN
 from liequiv.symmetry import check_equivariance
+from message_passing_reference import affine, egnn_layer_reference, randomize
 
 DT = torch.float64
 
@@ -68,3 +69,22 @@ def test_certified_by_the_checker() -> None:
     model = _model()
     report = check_equivariance(lambda *x: model(*x), _inputs(), "E(3) x S_n", NODE_TYPES, OUT_TYPE, n_samples=4)
     assert report.passed, str(report)
+
+
+def test_matches_the_paper_on_a_small_graph() -> None:
+    """h_i = W [|v_i|, q_i] + b, a_ij = [q_i q_j, |x_i − x_j|²], then the layers' update written out node by node."""
+    model = randomize(EGNN(node_dim=1, hidden=3, layers=2))
+    g = torch.Generator().manual_seed(0)
+    pos, vel = torch.randn(4, 3, generator=g, dtype=DT), torch.randn(4, 3, generator=g, dtype=DT)
+    charges = torch.tensor([[1.0], [-2.0], [0.5], [3.0]], dtype=DT)
+    edges = [(1, 0), (2, 0), (3, 0), (0, 1), (3, 1), (1, 2), (0, 3)]
+    out = model(pos, vel, charges, torch.tensor(edges).T)
+
+    h = torch.stack([affine(model.embedding, torch.cat([vel[i].norm()[None], charges[i]])) for i in range(4)])
+    edge_attr = torch.stack([torch.stack([charges[i, 0] * charges[j, 0], (pos[i] - pos[j]).square().sum()])
+                             for j, i in edges])
+    x = pos
+    for layer in model.layers:
+        h, x = egnn_layer_reference(layer, h, x, edges, edge_attr, vel)
+    torch.testing.assert_close(out, x, rtol=0, atol=1e-12)
+    assert (out - pos).abs().max() > 1e-2

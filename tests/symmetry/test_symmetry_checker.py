@@ -209,3 +209,14 @@ def test_parsing_and_bad_input() -> None:
         check_equivariance(lambda v: v, torch.ones(4, 2, dtype=DT), "O(3)", "1o", "1o")
     with pytest.raises(ValueError, match="n_samples"):
         check_equivariance(_cubic, x, "O(3)", "1o", "1o", n_samples=0)
+
+
+def test_value_types_are_reexported_from_the_checker() -> None:
+    """Groups, elements and field types live in their own modules; the old import path still serves them."""
+    from liequiv.symmetry import checker, elements, fields, groups
+
+    for module, names in ((groups, ["Group", "ROTATION_KINDS", "as_group", "rotations_about"]),
+                          (elements, ["GroupElement", "apply_matrix"]),
+                          (fields, ["FieldType", "FIELD_KINDS", "as_field_type", "as_field_types"])):
+        for name in names:
+            assert getattr(checker, name) is getattr(module, name), name

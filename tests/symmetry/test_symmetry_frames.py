@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -51,6 +52,23 @@ def test_so3_frames_are_not_reflection_invariant(mode: str) -> None:
     assert_equivariant(model, pos, "SE(3) x S_n", "pos, perm(0)", "scalar", generator=_gen())
     assert not check_equivariance(model, pos, "E(3)", "pos", "scalar", generator=_gen()).passed
     assert torch.allclose(torch.linalg.det(pca_frames(pos, "SO(3)").rotations), torch.ones((), dtype=DT))
+
+
+@pytest.mark.parametrize(("group", "size"), [("E(3)", 8), ("SE(3)", 4)])
+def test_invariant_output_is_the_mean_over_the_frame(group: str, size: int) -> None:
+    """⟨φ⟩(x) = 1/|F| Σ_F φ((x - c) F), with the frame built here: the centroid c, the eigenvectors V of the
+    covariance and every sign pattern S (with det(V S) = +1 only, for SE(3)); eigh's own signs do not matter."""
+    pos = torch.randn(11, 3, generator=_gen(3), dtype=DT)
+    backbone = DeepSet()
+    centred = pos - pos.mean(0)
+    axes = torch.linalg.eigh(centred.T @ centred / len(pos)).eigenvectors
+    frames = [axes * torch.tensor(signs, dtype=DT) for signs in itertools.product((1.0, -1.0), repeat=3)]
+    frames = [f for f in frames if group == "E(3)" or torch.linalg.det(f) > 0]
+    assert len(frames) == size
+    expected = torch.stack([backbone(centred @ f) for f in frames]).mean(0)
+    out = FrameAveraging(backbone, group, "invariant")(pos)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    assert (out - backbone(centred @ frames[0])).abs().max() > 1e-4  # the frames' outputs differ
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

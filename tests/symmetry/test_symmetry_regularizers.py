@@ -26,8 +26,43 @@ def test_zero_for_equivariant_and_positive_for_broken() -> None:
     shift = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
     assert equivariance_error(lambda v: v + shift, x, "SO(2)", "1o", "1o", 4, generator=_gen()) < 1e-25
     broken = equivariance_error(lambda v: v + shift, x, "SO(3)", "1o", "1o", 4, generator=_gen())
-    # E|R s - s|² = 2|s|²(1 - E cos θ) over Haar rotations, per component: 2/3 · (1 + 1/3) ≈ 0.89 on average
-    assert 0.3 < float(broken) < 1.5
+    # f(R v) - R f(v) = s - R s for every point: R = mean_g |s - R_g s|² / 3, with the same 4 rotations
+    rot = as_group("SO(3)").sample(4, generator=_gen(), dtype=DT).rotation
+    expected = (shift - rot @ shift).square().sum(-1).mean() / 3
+    assert abs(float(broken) - float(expected)) < 1e-14 and float(expected) > 0.1
+
+
+def _constant_pseudoscalar(value: float):
+    """A function of vectors ``[N, 3]`` returning ``value`` ``[N, 1]`` declared a pseudoscalar: under O(3) with two
+    samples (one proper, one improper) its error is exactly (0 + (2 value)²) / 2 = 2 value², whatever the rotations."""
+    return lambda v: torch.full_like(v[:, :1], value)
+
+
+def test_error_of_a_constant_pseudoscalar_is_exact() -> None:
+    x = torch.randn(5, 3, generator=_gen(), dtype=DT)
+    err = equivariance_error(_constant_pseudoscalar(1.5), x, "O(3)", "1o", "0o", 2, generator=_gen())
+    assert abs(float(err) - 2 * 1.5**2) < 1e-14
+
+
+def test_strengths_and_running_violations_follow_their_updates() -> None:
+    """Errors R_t = 2, 8, 18 in turn (constants 1, 2, 3), level 1, dual step 0.5, momentum 0.75, by hand:
+
+    λ_t = max(0, λ_{t-1} + 0.5 (R_t - 1)):   0.5, 4, 12.5
+    v_t = 0.75 v_{t-1} + 0.25 R_t:          0.5, 2.375, 6.28125
+    penalty_t = λ_{t-1} R_t:                0, 4, 72
+    and a fourth step with R = 0 lowers λ by 0.5 and decays v by 0.75 (the buffers are float32).
+    """
+    reg = SoftEquivarianceRegularizer({"O(3)": "O(3)"}, "1o", "0o", levels=1.0, dual_step=0.5, n_samples=2,
+                                      momentum=0.75)
+    x = torch.randn(5, 3, generator=_gen(), dtype=DT)
+    penalties, strengths, violations = [], [], []
+    for value in (1.0, 2.0, 3.0, 0.0):
+        penalties.append(float(reg(_constant_pseudoscalar(value), x, generator=_gen())))
+        strengths.append(reg.strengths["O(3)"])
+        violations.append(reg.violations["O(3)"])
+    assert penalties == pytest.approx([0.0, 4.0, 72.0, 0.0], rel=1e-12, abs=1e-12)
+    assert strengths == pytest.approx([0.5, 4.0, 12.5, 12.0], rel=1e-6)
+    assert violations == pytest.approx([0.5, 2.375, 6.28125, 0.75 * 6.28125], rel=1e-6)
 
 
 def test_differentiable_with_the_right_gradient() -> None:

@@ -46,7 +46,7 @@ class GNN(nn.Module):
 
         ``batch`` is accepted for the uniform model interface; the GNN needs no per-graph pooling.
         """
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         n = pos.shape[0]
         src, dst = check_edge_index(edge_index, n)
         rel = pos[dst] - pos[src]
@@ -86,7 +86,7 @@ class LinearDynamics(nn.Module):
     def forward(self, pos: Tensor, vel: Tensor, node_features: Tensor, edge_index: Tensor,
                 batch: Tensor | None = None) -> Tensor:
         """pos, vel ``[N, 3]``, node_features ``[N, node_dim]``, edge_index ``[2, E]`` -> positions ``[N, 3]``."""
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         check_edge_index(edge_index, pos.shape[0])
         if self.per_axis:
             return pos + self.linear(torch.cat([pos, vel], -1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from liequiv.models.baselines import GNN
+from liequiv.models.inputs import check_dynamics_inputs
 from liequiv.symmetry.frames import FrameAveraging
 
 
@@ -25,4 +26,5 @@ class FrameAveragedGNN(nn.Module):
     def forward(self, pos: Tensor, vel: Tensor, node_features: Tensor, edge_index: Tensor,
                 batch: Tensor | None = None) -> Tensor:
         """pos, vel ``[N, 3]``, node_features ``[N, node_dim]``, edge_index ``[2, E]``, batch ``[N]`` -> ``[N, 3]``."""
+        check_dynamics_inputs(self, pos, vel, node_features)
         return self.averaged(pos, vel, node_features, edge_index, batch=batch)

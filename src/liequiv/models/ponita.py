@@ -11,13 +11,14 @@ and a layer is a separable, depthwise group convolution, first over space then o
 
     y_i(o') = 1/O Σ_o k_S²(o·o') Σ_j k_R³(a_ij(o)) ⊙ x_j(o)  + bias,
 
-inside a ConvNeXt block ``x + γ ⊙ MLP(LayerNorm(conv(x)))``. The kernels are MLPs on polynomial features of
-the invariants. Velocities enter as scalar fields ``o·v`` on the sphere (with ``|v|`` and the node features),
-and the output vector is ``1/O Σ_o f(o) o``, added to the positions.
+(:class:`~liequiv.nn.SeparableSphereConv`) inside a ConvNeXt block ``x + γ ⊙ MLP(LayerNorm(conv(x)))``. The
+kernels are MLPs on polynomial features of the invariants. Velocities enter as scalar fields ``o·v`` on the
+sphere (with ``|v|`` and the node features), and the output vector is ``1/O Σ_o f(o) o``, added to the positions.
 
 Everything but the sphere integrals is exact: translations and permutations are exact symmetries, rotations
-hold up to the quadrature error of the grid (it shrinks as ``num_ori`` grows; see ``so3_equivariance_error``).
-``PONITAR3`` is the point-cloud variant on R³ alone, exactly E(3)-equivariant.
+hold up to the quadrature error of the grid (it shrinks as ``num_ori`` grows; measure it with
+:func:`~liequiv.symmetry.check_equivariance`).
+``PONITAR3`` is the point-cloud variant on R³ alone (:class:`~liequiv.nn.PointConv`), exactly E(3)-equivariant.
 """
 
 from __future__ import annotations
@@ -28,25 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from liequiv.models.inputs import check_dynamics_inputs
-from liequiv.nn.graph import check_edge_index, scatter_mean, scatter_sum
+from liequiv.nn.graph import check_edge_index, scatter_mean
 from liequiv.nn.mlp import MLP
+from liequiv.nn.point_conv import PointConv
+from liequiv.nn.position_orientation_conv import SeparableSphereConv, position_orientation_invariants, safe_norm
 from liequiv.o3.s2grid import fibonacci_sphere
-
-
-def _safe_norm(x: Tensor, keepdim: bool = False) -> Tensor:
-    """Euclidean norm over the last axis, with a zero (not NaN) gradient at the origin."""
-    squared = (x * x).sum(-1, keepdim=keepdim)
-    return squared.clamp_min(torch.finfo(x.dtype).tiny).sqrt()
-
-
-def position_orientation_invariants(rel: Tensor, orientations: Tensor) -> Tensor:
-    """Invariants of ``(p_i, o)`` and ``p_j``: ``rel = p_j − p_i [E, 3]``, ``orientations [O, 3]`` -> ``[E, O, 2]``.
-
-    The two attributes are ``o·Δ`` (along the orientation) and ``|Δ − (o·Δ) o|`` (orthogonal to it).
-    """
-    along = rel @ orientations.T
-    orthogonal = rel[:, None, :] - along[..., None] * orientations
-    return torch.stack([along, _safe_norm(orthogonal)], -1)
 
 
 class PolynomialFeatures(nn.Module):
@@ -86,41 +73,6 @@ class KernelBasis(nn.Module):
 
     def forward(self, attributes: Tensor) -> Tensor:
         return self.mlp(self.features(attributes))
-
-
-class SeparableSphereConv(nn.Module):
-    """Depthwise convolution on R³ × S², separable into a spatial and a spherical kernel.
-
-    ``x [N, O, C]``, ``edge_index [2, E]``, ``spatial_basis [E, O, B]``, ``sphere_basis [O, O, B]`` -> ``[N, O, C]``.
-    """
-
-    def __init__(self, hidden: int, basis_dim: int) -> None:
-        super().__init__()
-        self.spatial_kernel = nn.Linear(basis_dim, hidden, bias=False)
-        self.sphere_kernel = nn.Linear(basis_dim, hidden, bias=False)
-        self.bias = nn.Parameter(torch.zeros(hidden))
-
-    def forward(self, x: Tensor, edge_index: Tensor, spatial_basis: Tensor, sphere_basis: Tensor) -> Tensor:
-        src, dst = edge_index
-        spatial = scatter_sum(x[src] * self.spatial_kernel(spatial_basis), dst, x.shape[0])
-        kernel = self.sphere_kernel(sphere_basis)  # [O (from), O (to), C], computed once per call
-        return torch.einsum("noc,opc->npc", spatial, kernel) / kernel.shape[0] + self.bias
-
-
-class PointConv(nn.Module):
-    """Depthwise convolution on R³ with a kernel on invariant pair attributes.
-
-    ``x [N, C]``, ``edge_index [2, E]``, ``basis [E, B]`` -> ``[N, C]``.
-    """
-
-    def __init__(self, hidden: int, basis_dim: int) -> None:
-        super().__init__()
-        self.kernel = nn.Linear(basis_dim, hidden, bias=False)
-        self.bias = nn.Parameter(torch.zeros(hidden))
-
-    def forward(self, x: Tensor, edge_index: Tensor, basis: Tensor) -> Tensor:
-        src, dst = edge_index
-        return scatter_sum(x[src] * self.kernel(basis), dst, x.shape[0]) + self.bias
 
 
 class ConvNextBlock(nn.Module):
@@ -205,13 +157,13 @@ class PONITA(nn.Module):
 
         ``batch`` is accepted for the uniform model interface; node-level outputs need no pooling.
         """
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         n, ori = pos.shape[0], self.orientations
         edge_index = _prepare_graph(edge_index, n, self.self_loops)
         src, dst = edge_index
         spatial_basis = self.spatial_basis(position_orientation_invariants(pos[src] - pos[dst], ori))
         sphere_basis = self.sphere_basis((ori @ ori.T)[..., None])
-        scalars = torch.cat([node_features, _safe_norm(vel, keepdim=True)], -1)
+        scalars = torch.cat([node_features, safe_norm(vel, keepdim=True)], -1)
         lifted = torch.cat([scalars[:, None, :].expand(-1, self.num_ori, -1), (vel @ ori.T)[..., None]], -1)
         x = self.embedding(lifted)  # [N, O, hidden]
         for block in self.blocks:
@@ -256,33 +208,17 @@ class PONITAR3(nn.Module):
 
         ``batch`` is accepted for the uniform model interface; node-level outputs need no pooling.
         """
-        check_dynamics_inputs(pos, vel, node_features, self.node_dim)
+        check_dynamics_inputs(self, pos, vel, node_features)
         n = pos.shape[0]
         edge_index = _prepare_graph(edge_index, n, self.self_loops)
         src, dst = edge_index
         rel = pos[src] - pos[dst]
-        attributes = torch.stack([_safe_norm(rel), (rel * vel[dst]).sum(-1), (rel * vel[src]).sum(-1),
+        attributes = torch.stack([safe_norm(rel), (rel * vel[dst]).sum(-1), (rel * vel[src]).sum(-1),
                                   (vel[src] * vel[dst]).sum(-1)], -1)
         basis = self.basis(attributes)  # [E, B]
-        x = self.embedding(torch.cat([node_features, _safe_norm(vel, keepdim=True)], -1))
+        x = self.embedding(torch.cat([node_features, safe_norm(vel, keepdim=True)], -1))
         for block in self.blocks:
             x = block(x, edge_index, basis)
         edge_weights = self.edge_readout(self.readout_norm(x[src] * self.readout_kernel(basis)))
         return pos + scatter_mean(edge_weights * rel, dst, n) + self.velocity_readout(x) * vel
 
-
-def so3_equivariance_error(model: nn.Module, pos: Tensor, vel: Tensor, node_features: Tensor, edge_index: Tensor,
-                           rotations: Tensor) -> Tensor:
-    """Relative SO(3) equivariance error of a dynamics model, one value per rotation ``[R]``.
-
-    ``rotations [R, 3, 3]``; error ``max_i |f(R x)_i − R f(x)_i| / max_i |f(x)_i − pos_i|``, with positions and
-    velocities rotated together about the origin and the displacement as the scale.
-    """
-    if rotations.dim() != 3 or rotations.shape[1:] != (3, 3):
-        raise ValueError(f"rotations must have shape [R, 3, 3], got {list(rotations.shape)}")
-    with torch.no_grad():
-        out = model(pos, vel, node_features, edge_index)
-        scale = (out - pos).norm(dim=-1).max()
-        errors = [(model(pos @ r.T, vel @ r.T, node_features, edge_index) - out @ r.T).norm(dim=-1).max() / scale
-                  for r in rotations]
-    return torch.stack(errors)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from liequiv.models.inputs import check_input_dtypes
 from liequiv.nn.graph import check_edge_index, scatter_sum
 from liequiv.nn.interaction import TP_BACKENDS, Interaction, natural_irreps
 from liequiv.nn.many_body import GauntContraction, SymmetricContraction
@@ -160,6 +161,7 @@ class TensorProductPotential(nn.Module):
         n = species.shape[0]
         if not isinstance(pos, Tensor) or not pos.is_floating_point() or pos.shape != (n, 3):
             raise ValueError(f"pos must be a floating tensor [{n}, 3], got {getattr(pos, 'shape', pos)}")
+        check_input_dtypes(self, pos=pos)
         if not bool(torch.isfinite(pos).all()):
             raise ValueError("pos has non-finite coordinates")
         src, dst = check_edge_index(edge_index, n)

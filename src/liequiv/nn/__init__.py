@@ -1,24 +1,32 @@
 """Layers, one a file (PyTorch Geometric style): MLPs and graph helpers, radial bases, the tensor-product
-interaction block and the many-body product blocks."""
+interaction block and the many-body product blocks, the EGNN layer, and PONITA's convolutions on
+position-orientation space and on R³."""
 
+from liequiv.nn.egnn import EGNNLayer
 from liequiv.nn.graph import check_edge_index, fully_connected_edges, scatter_mean, scatter_sum
 from liequiv.nn.interaction import Interaction, gate_for, natural_irreps
 from liequiv.nn.many_body import GauntContraction, SymmetricContraction, symmetric_coupling_basis
 from liequiv.nn.mlp import MLP
+from liequiv.nn.point_conv import PointConv
+from liequiv.nn.position_orientation_conv import SeparableSphereConv, position_orientation_invariants
 from liequiv.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
 
 __all__ = [
     "MLP",
     "BesselBasis",
+    "EGNNLayer",
     "GauntContraction",
     "GaussianBasis",
     "Interaction",
+    "PointConv",
     "PolynomialCutoff",
+    "SeparableSphereConv",
     "SymmetricContraction",
     "check_edge_index",
     "fully_connected_edges",
     "gate_for",
     "natural_irreps",
+    "position_orientation_invariants",
     "scatter_mean",
     "scatter_sum",
     "symmetric_coupling_basis",

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from liequiv.symmetry.checker import FieldType, Group, GroupElement, as_field_type, as_group
+from liequiv.symmetry.elements import GroupElement
+from liequiv.symmetry.fields import FieldType, as_field_type
+from liequiv.symmetry.groups import Group, as_group
 
 
 def _get(data: Any, name: str) -> Any:

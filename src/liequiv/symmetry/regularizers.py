@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liequiv.symmetry.checker import Group, as_group, equivariance_pairs
+from liequiv.symmetry.checker import equivariance_pairs
+from liequiv.symmetry.groups import Group, as_group
 
 
 def equivariance_error(model: Callable[..., Any], inputs: Any, group: Group | str, in_types: Any, out_types: Any,
