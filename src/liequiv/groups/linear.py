@@ -74,9 +74,16 @@ from typing import ClassVar, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from liequiv.groups.base import check_tensor
 from liequiv.groups.series import _bernoulli
 from liequiv.groups.so3 import matrix_to_quaternion, quaternion_log
+from liequiv.validation import (
+    check_homogeneous_rows,
+    check_rotation_matrix,
+    check_square,
+    check_tensor,
+    checking_values,
+    membership_tolerance,
+)
 
 __all__ = [
     "AffineGLPlus",
@@ -107,24 +114,6 @@ __all__ = [
 # ------------------------------------------------------------------ validation
 
 
-def _tolerance(dtype: torch.dtype) -> float:
-    """Membership tolerance (orthogonality, symmetry, det = 1): 1e-4 in float32, 1e-9 in float64."""
-    return 1e-4 if torch.finfo(dtype).bits <= 32 else 1e-9
-
-
-def _checking() -> bool:
-    return not torch.compiler.is_compiling()
-
-
-def _check_square(x: object, name: str, n: int | None = None) -> Tensor:
-    """A finite floating tensor ``[..., n, n]`` with n ≥ 1 (any n if ``n`` is None)."""
-    x = check_tensor(x, name, (), finite=False)
-    if x.dim() < 2 or x.shape[-1] != x.shape[-2] or x.shape[-1] == 0 or (n is not None and x.shape[-1] != n):
-        want = "n, n" if n is None else f"{n}, {n}"
-        raise ValueError(f"{name} must have shape [..., {want}] with n ≥ 1, got {list(x.shape)}")
-    return check_tensor(x, name, tuple(x.shape[-2:]))
-
-
 def _check_n(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer ≥ 1, got {n!r}")
@@ -132,31 +121,23 @@ def _check_n(n: object) -> int:
 
 
 def _check_positive_det(matrix: Tensor, name: str) -> None:
-    if _checking() and bool((torch.linalg.slogdet(matrix).sign <= 0).any()):
+    if checking_values() and bool((torch.linalg.slogdet(matrix).sign <= 0).any()):
         raise ValueError(f"{name} must have det > 0 (be in GL+(n)), got det ≤ 0")
 
 
 def _check_unit_det(matrix: Tensor, name: str) -> None:
     _check_positive_det(matrix, name)
-    if _checking() and bool(((torch.linalg.det(matrix) - 1).abs() > 10 * _tolerance(matrix.dtype)).any()):
-        raise ValueError(f"{name} must have det = 1 (be in SL(n))")
+    tol = 10 * membership_tolerance(matrix.dtype)
+    if checking_values() and bool(((torch.linalg.det(matrix) - 1).abs() > tol).any()):
+        raise ValueError(f"{name} must have det = 1 (be in SL(n), to {tol:g})")
 
 
 def _check_symmetric(matrix: Tensor, name: str) -> None:
-    if not _checking():
+    if not checking_values():
         return
     scale = matrix.detach().abs().amax(dim=(-2, -1)).clamp_min(1)
-    if bool(((matrix - matrix.mT).abs().amax(dim=(-2, -1)) > _tolerance(matrix.dtype) * scale).any()):
-        raise ValueError(f"{name} must be symmetric")
-
-
-def _check_rotation(matrix: Tensor, name: str) -> None:
-    if not _checking():
-        return
-    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
-    tol = 10 * _tolerance(matrix.dtype)
-    if bool(((matrix.mT @ matrix - eye).abs() > tol).any()) or bool((torch.linalg.det(matrix) <= 0).any()):
-        raise ValueError(f"{name} must be a rotation matrix (orthogonal with det +1)")
+    if bool(((matrix - matrix.mT).abs().amax(dim=(-2, -1)) > membership_tolerance(matrix.dtype) * scale).any()):
+        raise ValueError(f"{name} must be symmetric (to {membership_tolerance(matrix.dtype):g} relative)")
 
 
 def _check_same(x: Tensor, like: Tensor, name: str) -> None:
@@ -228,7 +209,7 @@ def so_hat(omega: Tensor, n: int) -> Tensor:
 
 def so_vee(algebra: Tensor) -> Tensor:
     """Matrix ``[..., n, n]`` -> the coordinates ``[..., n(n-1)/2]`` of its skew part."""
-    algebra = _check_square(algebra, "algebra")
+    algebra = check_square(algebra, "algebra")
     return 0.5 * torch.einsum("...ij,kij->...k", algebra, _basis("so", algebra.shape[-1], algebra))
 
 
@@ -241,7 +222,7 @@ def sym_hat(s: Tensor, n: int, *, traceless: bool = False) -> Tensor:
 
 def sym_vee(matrix: Tensor, *, traceless: bool = False) -> Tensor:
     """Matrix ``[..., n, n]`` -> orthonormal coordinates of its symmetric part (traceless: of its traceless part)."""
-    matrix = _check_square(matrix, "matrix")
+    matrix = check_square(matrix, "matrix")
     basis = _basis("sym0" if traceless else "sym", matrix.shape[-1], matrix)
     return torch.einsum("...ij,kij->...k", matrix, basis)
 
@@ -288,7 +269,7 @@ def sym_expm(S: Tensor) -> Tensor:
     ``torch.linalg.matrix_exp`` of the symmetric part: its autograd is exact to any order, also at
     repeated eigenvalues (no eigendecomposition is differentiated).
     """
-    S = _check_square(S, "S")
+    S = check_square(S, "S")
     _check_symmetric(S, "S")
     return _symmetric(torch.linalg.matrix_exp(_symmetric(S)))
 
@@ -299,10 +280,10 @@ def sym_logm(P: Tensor) -> Tensor:
     Value from ``eigh``; gradient by the Daleckii-Krein formula with divided differences of log
     (limit 1/λ at ties), finite and exact at P = I and at repeated eigenvalues.
     """
-    P = _check_square(P, "P")
+    P = check_square(P, "P")
     _check_symmetric(P, "P")
     lam, V = torch.linalg.eigh(_symmetric(P.detach()))
-    if _checking() and bool((lam <= 0).any()):
+    if checking_values() and bool((lam <= 0).any()):
         raise ValueError("P must be positive definite")
     value = _symmetric((V * torch.log(lam)[..., None, :]) @ V.mT)
     return _first_order(value, _symmetric(P), V, _log_ratio_over_difference(lam))
@@ -315,7 +296,7 @@ def polar_decompose(A: Tensor) -> tuple[Tensor, Tensor]:
     with X = Uᵀ dA W: Uᵀ dR W = (X - Xᵀ)_ij / (σ_i + σ_j) and Wᵀ dS W = (XᵀΣ + ΣX)_ij L_ij / (σ_i + σ_j),
     L the divided differences of log; all finite at repeated σ (at A = I: dR = skew(dA), dS = sym(dA)).
     """
-    A = _check_square(A, "A")
+    A = check_square(A, "A")
     _check_positive_det(A, "A")
     U, sigma, Wh = torch.linalg.svd(A.detach())
     W = Wh.mT
@@ -332,10 +313,10 @@ def polar_decompose(A: Tensor) -> tuple[Tensor, Tensor]:
 
 def polar_compose(R: Tensor, S: Tensor) -> Tensor:
     """(R in SO(n), S symmetric) ``[..., n, n]`` -> A = R · Exp(S) ``[..., n, n]`` (batch shapes broadcast)."""
-    R = _check_square(R, "R")
-    S = _check_square(S, "S", R.shape[-1])
+    R = check_square(R, "R")
+    S = check_square(S, "S", R.shape[-1])
     _check_same(S, R, "S")
-    _check_rotation(R, "R")
+    check_rotation_matrix(R, "R")
     return R @ sym_expm(S)
 
 
@@ -372,8 +353,8 @@ def rotation_log(R: Tensor) -> Tensor:
     angles come from atan2(sin, cos) (accurate up to π), with first-order Daleckii-Krein gradients. At
     angle π, where the logarithm is not unique, one of the logarithms is returned.
     """
-    R = _check_square(R, "R")
-    _check_rotation(R, "R")
+    R = check_square(R, "R")
+    check_rotation_matrix(R, "R")
     n = R.shape[-1]
     if n == 1:
         return R.new_zeros(*R.shape[:-2], 0)
@@ -450,7 +431,7 @@ def from_coordinates(coords: Tensor, n: int, *, special: bool = False) -> Tensor
 
 def to_coordinates(A: Tensor, *, special: bool = False) -> Tensor:
     """A ``[..., n, n]`` in GL+(n) (det > 0) or SL(n) (det = 1) -> (ω, s) ``[..., group_dim(n, special)]``."""
-    A = _check_square(A, "A")
+    A = check_square(A, "A")
     if special:
         _check_unit_det(A, "A")
     R, S = polar_decompose(A)
@@ -481,7 +462,7 @@ def haar_log_density(S: Tensor) -> Tensor:
     A = R · Exp(S), with dR the Haar probability of SO(n) and ds Lebesgue measure in ``sym_vee``
     coordinates; see the module notes. Gradients are finite at repeated eigenvalues.
     """
-    S = _check_square(S, "S")
+    S = check_square(S, "S")
     _check_symmetric(S, "S")
     lam = torch.linalg.eigvalsh(_symmetric(S))
     n = lam.shape[-1]
@@ -554,7 +535,7 @@ class _Affine:
     __slots__ = ("_linear", "_translation")
 
     def __init__(self, linear: Tensor, translation: Tensor) -> None:
-        linear = _check_square(linear, "linear")
+        linear = check_square(linear, "linear")
         translation = check_tensor(translation, "translation", (linear.shape[-1],))
         _check_same(translation, linear, "translation")
         if self.special:
@@ -655,14 +636,12 @@ class _Affine:
         ``project=True`` sets the last row to (0, …, 0, 1) and, for SL(n), rescales A to det 1 (det A
         must still be > 0).
         """
-        matrix = _check_square(matrix, "matrix")
+        matrix = check_square(matrix, "matrix")
         n = matrix.shape[-1] - 1
         if n < 1:
             raise ValueError(f"matrix must have shape [..., n+1, n+1] with n ≥ 1, got {list(matrix.shape)}")
-        last = torch.zeros(n + 1, dtype=matrix.dtype, device=matrix.device)
-        last[-1] = 1
-        if not project and _checking() and bool(((matrix[..., n, :] - last).abs() > _tolerance(matrix.dtype)).any()):
-            raise ValueError("matrix must have last row (0, …, 0, 1) (pass project=True to project it)")
+        if not project:
+            check_homogeneous_rows(matrix, "matrix", hint="; pass project=True to project it")
         linear, translation = matrix[..., :n, :n], matrix[..., :n, n]
         if cls.special and project:
             _check_positive_det(linear, "matrix")

@@ -15,7 +15,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from liequiv.groups.base import LieGroup, check_tensor
+from liequiv.groups.base import LieGroup
+from liequiv.validation import check_tensor, membership_tolerance
 
 
 class Rn(LieGroup):
@@ -79,9 +80,10 @@ class Rn(LieGroup):
         if not project and not torch.compiler.is_compiling():
             off = matrix - torch.eye(n + 1, dtype=matrix.dtype, device=matrix.device)
             off[..., :n, n] = 0  # the translation column is free
-            if bool((off.abs() > 1e-6).any()):
-                raise ValueError(f"matrix must be [[I, t], [0, 1]] of size {n + 1}; pass project=True to ignore "
-                                 "the rest")
+            tol = membership_tolerance(matrix.dtype)
+            if bool((off.abs() > tol).any()):
+                raise ValueError(f"matrix must be [[I, t], [0, 1]] of size {n + 1} (to {tol:g}); pass project=True to "
+                                 "ignore the rest")
         return cls._wrap(matrix[..., :n, n])
 
     @classmethod

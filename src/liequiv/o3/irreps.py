@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import torch
 
 from liequiv.o3.wigner import wigner_D
+from liequiv.validation import check_degree
 
 __all__ = ["Irrep", "Irreps", "IrrepsSort", "MulIr"]
 
@@ -101,8 +102,7 @@ class Irrep(tuple, _FromParametrizations):
                 l, p = l
             else:
                 raise TypeError(f"Irrep expects (l, p), a string such as '1o' or a pair, got {l!r}")
-        if isinstance(l, bool) or not isinstance(l, int) or l < 0:
-            raise ValueError(f"l must be a non-negative int, got {l!r}")
+        check_degree(l, "l")
         if isinstance(p, bool) or p not in (-1, 1):
             raise ValueError(f"p must be -1 or 1, got {p!r}")
         return super().__new__(cls, (l, p))
@@ -265,8 +265,7 @@ class Irreps(tuple, _FromParametrizations):
     @staticmethod
     def spherical_harmonics(lmax: int, p: int = -1) -> Irreps:
         """Irreps ``0e + 1o + 2e + ...`` of the spherical harmonics up to ``lmax`` (parity ``p^l``)."""
-        if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0:
-            raise ValueError(f"lmax must be a non-negative int, got {lmax!r}")
+        check_degree(lmax, "lmax")
         if p not in (-1, 1):
             raise ValueError(f"p must be -1 or 1, got {p!r}")
         return Irreps([(1, (l, p**l)) for l in range(lmax + 1)])

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from liequiv.o3.harmonics import _check_lmax, _check_normalization, _degree_scale, _legendre_lambda
+from liequiv.o3.harmonics import _check_normalization, _degree_scale, _legendre_lambda
+from liequiv.validation import check_degree
 
 __all__ = [
     "fibonacci_sphere",
@@ -170,8 +171,7 @@ def quadrature_size(degree: int) -> tuple[int, int]:
     SH -> grid -> SH round trip of signals of degree ``L`` use ``degree = 2L``; for the product of two signals of
     degrees ``L1``, ``L2`` projected to ``L3`` use ``degree = L1 + L2 + L3``.
     """
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"degree must be a non-negative integer, got {degree!r}")
+    check_degree(degree, "degree")
     return degree // 2 + 1, degree + 1
 
 
@@ -256,7 +256,7 @@ def from_grid(f: Tensor, lmax: int, *, normalization: str = "component") -> Tens
 
     Exact when ``f`` is the restriction of a polynomial of degree ``D`` with ``D + lmax < min(2 n_beta, n_alpha)``.
     """
-    _check_lmax(lmax)
+    check_degree(lmax, "lmax")
     _check_normalization(normalization)
     if f.ndim < 2:
         raise ValueError(f"f must have shape [..., n_beta, n_alpha], got {tuple(f.shape)}")
@@ -357,7 +357,7 @@ def fourier_to_sh(F: Tensor, lmax: int, *, normalization: str = "component") -> 
     ``F [..., 2U+1, 2V+1]`` restricted to the sphere: ``x_lm = ∫_{S²} f Y_lm dΩ / ∫ Y_lm² dΩ``, exact for any
     ``U, V`` (it inverts :func:`sh_to_fourier`, and projects products of series).
     """
-    _check_lmax(lmax)
+    check_degree(lmax, "lmax")
     _check_normalization(normalization)
     if F.ndim < 2 or F.shape[-2] % 2 == 0 or F.shape[-1] % 2 == 0:
         raise ValueError(f"F must have shape [..., 2U+1, 2V+1], got {tuple(F.shape)}")
@@ -465,7 +465,7 @@ def half_spectrum_to_sh(h: Tensor, lmax: int, *, normalization: str = "component
     """Inverse of :func:`sh_to_half_spectrum` and projection: ``h [..., n, n//2+1]`` (the ``rfft2`` with
     ``norm="forward"`` of a real signal on the ``n x n`` torus grid) ``-> [..., (lmax+1)^2]``, the coefficients
     ``∫_{S²} f Y_lm / ∫ Y_lm²`` of its restriction to the sphere; exact when its series has ``|u|, |v| < n/2``."""
-    _check_lmax(lmax)
+    check_degree(lmax, "lmax")
     _check_normalization(normalization)
     n = h.shape[-2]
     if h.shape[-1] != n // 2 + 1 or lmax > n // 2:

@@ -12,15 +12,9 @@ from fractions import Fraction
 
 import torch
 
+from liequiv.validation import check_degree
+
 __all__ = ["change_basis_real_to_complex", "clebsch_gordan", "so3_generators", "wigner_D"]
-
-
-def _check_l(l: int, name: str = "l") -> int:
-    if isinstance(l, bool) or not isinstance(l, int):
-        raise TypeError(f"{name} must be an int, got {type(l).__name__}")
-    if l < 0:
-        raise ValueError(f"{name} must be >= 0, got {l}")
-    return l
 
 
 @functools.cache
@@ -46,7 +40,7 @@ def _real_to_complex(l: int) -> torch.Tensor:
 
 def change_basis_real_to_complex(l: int) -> torch.Tensor:
     """Change of basis ``Q [2l+1, 2l+1]`` (complex128) from e3nn's real basis of degree ``l`` to the complex one."""
-    return _real_to_complex(_check_l(l)).clone()
+    return _real_to_complex(check_degree(l)).clone()
 
 
 @functools.cache
@@ -73,7 +67,7 @@ def so3_generators(l: int) -> torch.Tensor:
     ``J_a`` is antisymmetric, ``wigner_D(l, exp(θ L_a)) = matrix_exp(θ J_a)`` and ``J`` of degree 1 is the cross
     product: ``J_a v = e_a × v``.
     """
-    return _generators(_check_l(l)).clone()
+    return _generators(check_degree(l)).clone()
 
 
 def _matrix_to_rotvec(R: torch.Tensor) -> torch.Tensor:
@@ -141,7 +135,7 @@ def wigner_D(l: int, R: torch.Tensor) -> torch.Tensor:
     ``matrix_exp(θ n·J)`` from the rotation vector of ``R`` (stable at angles 0 and π). ``R`` must be a proper
     rotation; for improper matrices use :meth:`liequiv.o3.irreps.Irrep.D_from_matrix`.
     """
-    _check_l(l)
+    check_degree(l)
     if not isinstance(R, torch.Tensor):
         raise TypeError(f"R must be a torch.Tensor, got {type(R).__name__}")
     if R.ndim < 2 or R.shape[-2:] != (3, 3):
@@ -203,7 +197,7 @@ def clebsch_gordan(
     Frobenius norm 1 and ``C_ijk = D1_ia D2_jb D3_kc C_abc`` for every rotation (``D = wigner_D``). Requires
     ``|l1 - l2| <= l3 <= l1 + l2``. Cached in float64, returned as a fresh tensor of ``dtype`` on ``device``.
     """
-    _check_l(l1, "l1"), _check_l(l2, "l2"), _check_l(l3, "l3")
+    check_degree(l1, "l1"), check_degree(l2, "l2"), check_degree(l3, "l3")
     if not abs(l1 - l2) <= l3 <= l1 + l2:
         raise ValueError(f"l1, l2, l3 = {l1}, {l2}, {l3} violate the triangle inequality")
     return _clebsch_gordan(l1, l2, l3).to(dtype=dtype, device=device, copy=True)
