@@ -10,9 +10,14 @@ import torch
 from liequiv.validation import (
     check_degree,
     check_homogeneous_rows,
+    check_like,
+    check_positive_det,
+    check_positive_int,
     check_rotation_matrix,
     check_square,
+    check_symmetric,
     check_tensor,
+    check_unit_det,
     membership_tolerance,
 )
 
@@ -161,3 +166,49 @@ def test_check_degree() -> None:
         check_degree(True)
     with pytest.raises(TypeError, match="l must be an int, got str"):
         check_degree("2")
+
+
+def test_check_positive_int() -> None:
+    for n in (1, 2, 100):
+        assert check_positive_int(n, "n") == n
+    for bad in (0, -3, 2.0, True, "3", None):
+        with pytest.raises(ValueError, match=r"n_beta must be an integer ≥ 1 \(a positive integer\), got"):
+            check_positive_int(bad, "n_beta")
+
+
+# ------------------------------------------------------------------ determinants, symmetry, dtype and device
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_determinant_checks(dtype: torch.dtype) -> None:
+    tol = membership_tolerance(dtype)
+    check_positive_det(torch.diag(torch.tensor([2.0, 0.1], dtype=dtype)), "A")
+    for bad in (torch.diag(torch.tensor([1.0, -1.0], dtype=dtype)), torch.zeros(2, 2, dtype=dtype)):
+        with pytest.raises(ValueError, match="A must have det > 0"):
+            check_positive_det(bad, "A")
+    # det = 1 + δ: accepted within ten times the table's tolerance
+    check_unit_det(torch.diag(torch.tensor([1 + 5 * tol, 1.0], dtype=dtype)), "A")
+    with pytest.raises(ValueError, match=rf"A must have det = 1 \(be in SL\(n\), to {10 * tol:g}\)"):
+        check_unit_det(torch.diag(torch.tensor([1 + 20 * tol, 1.0], dtype=dtype)), "A")
+    with pytest.raises(ValueError, match="A must have det > 0"):
+        check_unit_det(-torch.eye(3, dtype=dtype), "A")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_check_symmetric_is_relative_to_the_largest_entry(dtype: torch.dtype) -> None:
+    tol = membership_tolerance(dtype)
+    m = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=dtype)
+    check_symmetric(m + torch.tensor([[0.0, 0.5 * tol], [0.0, 0.0]], dtype=dtype), "S")
+    with pytest.raises(ValueError, match=rf"S must be symmetric \(to {tol:g} relative\)"):
+        check_symmetric(m + torch.tensor([[0.0, 2 * tol], [0.0, 0.0]], dtype=dtype), "S")
+    # scaled by 1000, an asymmetry of 500 tol is within the relative tolerance
+    check_symmetric(1000 * m + torch.tensor([[0.0, 500 * tol], [0.0, 0.0]], dtype=dtype), "S")
+    # below 1 the scale is 1: tiny matrices are held to the absolute tolerance, not a tighter one
+    check_symmetric(1e-3 * m + torch.tensor([[0.0, 0.5 * tol], [0.0, 0.0]], dtype=dtype), "S")
+
+
+def test_check_like() -> None:
+    like = torch.zeros(3, dtype=torch.float64)
+    check_like(torch.ones(2, dtype=torch.float64), like, "points")
+    with pytest.raises(ValueError, match=r"points must be torch\.float64 on cpu, got torch\.float32 on cpu"):
+        check_like(torch.ones(2), like, "points")

@@ -30,9 +30,14 @@ from torch import Tensor
 __all__ = [
     "check_degree",
     "check_homogeneous_rows",
+    "check_like",
+    "check_positive_det",
+    "check_positive_int",
     "check_rotation_matrix",
     "check_square",
+    "check_symmetric",
     "check_tensor",
+    "check_unit_det",
     "checking_values",
     "membership_tolerance",
 ]
@@ -108,6 +113,43 @@ def check_homogeneous_rows(matrix: Tensor, name: str, k: int = 1, *, hint: str =
     if bool(((matrix[..., n - k :, :] - expected).abs() > tol).any()):
         raise ValueError(f"{name} must have bottom rows [0, I_{k}] of a homogeneous matrix (for k = 1 the last row "
                          f"(0, …, 0, 1)), to {tol:g}{hint}")
+
+
+def check_positive_int(n: object, name: str) -> int:
+    """Validate a size or dimension: an int (not a bool) ≥ 1; return it. ``ValueError`` for anything else."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1 (a positive integer), got {n!r}")
+    return n
+
+
+def check_positive_det(matrix: Tensor, name: str) -> None:
+    """Check det > 0 for square matrices ``[..., n, n]`` (membership in GL+(n))."""
+    if checking_values() and bool((torch.linalg.slogdet(matrix).sign <= 0).any()):
+        raise ValueError(f"{name} must have det > 0 (be in GL+(n)), got det ≤ 0")
+
+
+def check_unit_det(matrix: Tensor, name: str) -> None:
+    """Check det = 1 (within ten times ``membership_tolerance``) for square matrices ``[..., n, n]`` (SL(n))."""
+    check_positive_det(matrix, name)
+    tol = 10 * membership_tolerance(matrix.dtype)
+    if checking_values() and bool(((torch.linalg.det(matrix) - 1).abs() > tol).any()):
+        raise ValueError(f"{name} must have det = 1 (be in SL(n), to {tol:g})")
+
+
+def check_symmetric(matrix: Tensor, name: str) -> None:
+    """Check |M - Mᵀ| ≤ ``membership_tolerance`` · max(1, max |M|) for square matrices ``[..., n, n]``."""
+    if not checking_values():
+        return
+    tol = membership_tolerance(matrix.dtype)
+    scale = matrix.detach().abs().amax(dim=(-2, -1)).clamp_min(1)
+    if bool(((matrix - matrix.mT).abs().amax(dim=(-2, -1)) > tol * scale).any()):
+        raise ValueError(f"{name} must be symmetric (to {tol:g} relative)")
+
+
+def check_like(x: Tensor, like: Tensor, name: str) -> None:
+    """Check that ``x`` has the dtype and device of ``like``."""
+    if x.dtype != like.dtype or x.device != like.device:
+        raise ValueError(f"{name} must be {like.dtype} on {like.device}, got {x.dtype} on {x.device}")
 
 
 def check_degree(l: object, name: str = "l") -> int:

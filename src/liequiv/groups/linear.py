@@ -74,15 +74,19 @@ from typing import ClassVar, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from liequiv.groups.series import _bernoulli
+from liequiv.groups.series import bernoulli as _bernoulli
 from liequiv.groups.so3 import matrix_to_quaternion, quaternion_log
 from liequiv.validation import (
     check_homogeneous_rows,
+    check_like,
+    check_positive_det,
+    check_positive_int,
     check_rotation_matrix,
     check_square,
+    check_symmetric,
     check_tensor,
+    check_unit_det,
     checking_values,
-    membership_tolerance,
 )
 
 __all__ = [
@@ -111,40 +115,6 @@ __all__ = [
     "to_coordinates",
 ]
 
-# ------------------------------------------------------------------ validation
-
-
-def _check_n(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer ≥ 1, got {n!r}")
-    return n
-
-
-def _check_positive_det(matrix: Tensor, name: str) -> None:
-    if checking_values() and bool((torch.linalg.slogdet(matrix).sign <= 0).any()):
-        raise ValueError(f"{name} must have det > 0 (be in GL+(n)), got det ≤ 0")
-
-
-def _check_unit_det(matrix: Tensor, name: str) -> None:
-    _check_positive_det(matrix, name)
-    tol = 10 * membership_tolerance(matrix.dtype)
-    if checking_values() and bool(((torch.linalg.det(matrix) - 1).abs() > tol).any()):
-        raise ValueError(f"{name} must have det = 1 (be in SL(n), to {tol:g})")
-
-
-def _check_symmetric(matrix: Tensor, name: str) -> None:
-    if not checking_values():
-        return
-    scale = matrix.detach().abs().amax(dim=(-2, -1)).clamp_min(1)
-    if bool(((matrix - matrix.mT).abs().amax(dim=(-2, -1)) > membership_tolerance(matrix.dtype) * scale).any()):
-        raise ValueError(f"{name} must be symmetric (to {membership_tolerance(matrix.dtype):g} relative)")
-
-
-def _check_same(x: Tensor, like: Tensor, name: str) -> None:
-    if x.dtype != like.dtype or x.device != like.device:
-        raise ValueError(f"{name} must be {like.dtype} on {like.device}, got {x.dtype} on {x.device}")
-
-
 # ------------------------------------------------------------------ bases of so(n) and Sym(n)
 
 
@@ -160,7 +130,7 @@ def sym_dim(n: int, traceless: bool = False) -> int:
 
 def group_dim(n: int, special: bool = False) -> int:
     """dim GL+(n) = n², dim SL(n) = n² - 1 (= dim so(n) + dim of the symmetric part)."""
-    n = _check_n(n)
+    n = check_positive_int(n, "n")
     return so_dim(n) + sym_dim(n, special)
 
 
@@ -202,7 +172,7 @@ def _basis(kind: str, n: int, like: Tensor) -> Tensor:
 
 def so_hat(omega: Tensor, n: int) -> Tensor:
     """ω ``[..., n(n-1)/2]`` -> skew matrix ω^ ``[..., n, n]`` (n = 3: ``skew(ω)``; n = 2: [[0, -θ], [θ, 0]])."""
-    n = _check_n(n)
+    n = check_positive_int(n, "n")
     omega = check_tensor(omega, "omega", (so_dim(n),))
     return torch.einsum("...k,kij->...ij", omega, _basis("so", n, omega))
 
@@ -215,7 +185,7 @@ def so_vee(algebra: Tensor) -> Tensor:
 
 def sym_hat(s: Tensor, n: int, *, traceless: bool = False) -> Tensor:
     """Orthonormal coordinates s ``[..., n(n+1)/2]`` (``-1`` if traceless) -> symmetric S ``[..., n, n]``."""
-    n = _check_n(n)
+    n = check_positive_int(n, "n")
     s = check_tensor(s, "s", (sym_dim(n, traceless),))
     return torch.einsum("...k,kij->...ij", s, _basis("sym0" if traceless else "sym", n, s))
 
@@ -270,7 +240,7 @@ def sym_expm(S: Tensor) -> Tensor:
     repeated eigenvalues (no eigendecomposition is differentiated).
     """
     S = check_square(S, "S")
-    _check_symmetric(S, "S")
+    check_symmetric(S, "S")
     return _symmetric(torch.linalg.matrix_exp(_symmetric(S)))
 
 
@@ -281,7 +251,7 @@ def sym_logm(P: Tensor) -> Tensor:
     (limit 1/λ at ties), finite and exact at P = I and at repeated eigenvalues.
     """
     P = check_square(P, "P")
-    _check_symmetric(P, "P")
+    check_symmetric(P, "P")
     lam, V = torch.linalg.eigh(_symmetric(P.detach()))
     if checking_values() and bool((lam <= 0).any()):
         raise ValueError("P must be positive definite")
@@ -297,7 +267,7 @@ def polar_decompose(A: Tensor) -> tuple[Tensor, Tensor]:
     L the divided differences of log; all finite at repeated σ (at A = I: dR = skew(dA), dS = sym(dA)).
     """
     A = check_square(A, "A")
-    _check_positive_det(A, "A")
+    check_positive_det(A, "A")
     U, sigma, Wh = torch.linalg.svd(A.detach())
     W = Wh.mT
     R = U @ Wh
@@ -315,7 +285,7 @@ def polar_compose(R: Tensor, S: Tensor) -> Tensor:
     """(R in SO(n), S symmetric) ``[..., n, n]`` -> A = R · Exp(S) ``[..., n, n]`` (batch shapes broadcast)."""
     R = check_square(R, "R")
     S = check_square(S, "S", R.shape[-1])
-    _check_same(S, R, "S")
+    check_like(S, R, "S")
     check_rotation_matrix(R, "R")
     return R @ sym_expm(S)
 
@@ -405,7 +375,7 @@ def sample_rotation(n: int, batch_shape: Sequence[int] = (), *, generator: torch
     Q diag(sign diag R) is Haar on O(n); flipping the first column where det = -1 is a right translation
     of that component onto SO(n), so the result is Haar on SO(n).
     """
-    n = _check_n(n)
+    n = check_positive_int(n, "n")
     z = torch.randn(*batch_shape, n, n, generator=generator, dtype=dtype, device=device)
     q, r = torch.linalg.qr(z)
     d = torch.diagonal(r, dim1=-2, dim2=-1).sign()
@@ -423,7 +393,7 @@ def from_coordinates(coords: Tensor, n: int, *, special: bool = False) -> Tensor
 
     Onto the group; one-to-one where every rotation angle of ω^ is below π (see the module notes).
     """
-    n = _check_n(n)
+    n = check_positive_int(n, "n")
     coords = check_tensor(coords, "coords", (group_dim(n, special),))
     omega, s = coords[..., : so_dim(n)], coords[..., so_dim(n):]
     return rotation_exp(omega, n) @ sym_expm(sym_hat(s, n, traceless=special))
@@ -433,7 +403,7 @@ def to_coordinates(A: Tensor, *, special: bool = False) -> Tensor:
     """A ``[..., n, n]`` in GL+(n) (det > 0) or SL(n) (det = 1) -> (ω, s) ``[..., group_dim(n, special)]``."""
     A = check_square(A, "A")
     if special:
-        _check_unit_det(A, "A")
+        check_unit_det(A, "A")
     R, S = polar_decompose(A)
     return torch.cat([rotation_log(R), sym_vee(S, traceless=special)], dim=-1)
 
@@ -463,7 +433,7 @@ def haar_log_density(S: Tensor) -> Tensor:
     coordinates; see the module notes. Gradients are finite at repeated eigenvalues.
     """
     S = check_square(S, "S")
-    _check_symmetric(S, "S")
+    check_symmetric(S, "S")
     lam = torch.linalg.eigvalsh(_symmetric(S))
     n = lam.shape[-1]
     i, j = torch.triu_indices(n, n, 1, device=lam.device)
@@ -485,7 +455,7 @@ class HaarSample(NamedTuple):
 
 def _sample(n: int, batch_shape: Sequence[int], special: bool, scale: float, generator: torch.Generator | None,
             dtype: torch.dtype | None, device: torch.device | str | None) -> HaarSample:
-    n = _check_n(n)
+    n = check_positive_int(n, "n")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     R = sample_rotation(n, batch_shape, generator=generator, dtype=dtype, device=device)
@@ -537,11 +507,11 @@ class _Affine:
     def __init__(self, linear: Tensor, translation: Tensor) -> None:
         linear = check_square(linear, "linear")
         translation = check_tensor(translation, "translation", (linear.shape[-1],))
-        _check_same(translation, linear, "translation")
+        check_like(translation, linear, "translation")
         if self.special:
-            _check_unit_det(linear, "linear")
+            check_unit_det(linear, "linear")
         else:
-            _check_positive_det(linear, "linear")
+            check_positive_det(linear, "linear")
         try:
             shape = torch.broadcast_shapes(linear.shape[:-2], translation.shape[:-1])
         except RuntimeError as err:
@@ -611,13 +581,13 @@ class _Affine:
             raise TypeError(f"other must be a {type(self).__name__}, got {type(other).__name__}")
         if other.n != self.n:
             raise ValueError(f"other acts on R^{other.n} but this element acts on R^{self.n}")
-        _check_same(other.translation, self.translation, "other")
+        check_like(other.translation, self.translation, "other")
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def identity(cls: type[F], n: int, batch_shape: Sequence[int] = (), *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> F:
-        n = _check_n(n)
+        n = check_positive_int(n, "n")
         eye = torch.eye(n, dtype=dtype, device=device).expand(*batch_shape, n, n).clone()
         return cls._wrap(eye, eye.new_zeros(*batch_shape, n))
 
@@ -644,14 +614,14 @@ class _Affine:
             check_homogeneous_rows(matrix, "matrix", hint="; pass project=True to project it")
         linear, translation = matrix[..., :n, :n], matrix[..., :n, n]
         if cls.special and project:
-            _check_positive_det(linear, "matrix")
+            check_positive_det(linear, "matrix")
             linear = linear * torch.linalg.det(linear).pow(-1 / n)[..., None, None]
         return cls(linear, translation)
 
     @classmethod
     def from_coordinates(cls: type[F], coords: Tensor, n: int) -> F:
         """(b, ω, s) ``[..., dim(n)]`` -> (from_coordinates(ω, s), b); see the module notes."""
-        n = _check_n(n)
+        n = check_positive_int(n, "n")
         coords = check_tensor(coords, "coords", (cls.dim(n),))
         return cls._wrap(from_coordinates(coords[..., n:], n, special=cls.special), coords[..., :n])
 
@@ -673,7 +643,7 @@ class _Affine:
     def act(self, points: Tensor) -> Tensor:
         """x ↦ A x + b on points ``[..., n]``."""
         points = check_tensor(points, "points", (self.n,))
-        _check_same(points, self.translation, "points")
+        check_like(points, self.translation, "points")
         return (self._linear @ points[..., None])[..., 0] + self._translation
 
     def as_matrix(self) -> Tensor:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from liequiv.groups.base import LieGroup
-from liequiv.validation import check_tensor, membership_tolerance
+from liequiv.validation import check_positive_int, check_tensor, membership_tolerance
 
 
 class Rn(LieGroup):
@@ -33,8 +33,7 @@ class Rn(LieGroup):
     @cache
     def of(n: int) -> type[Rn]:
         """The class of Rⁿ (the same class on every call)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int(n, "n")
         return type(f"R{n}", (Rn,), {"n": n, "param_dim": n, "tangent_dim": n, "matrix_dim": n + 1, "point_dim": n,
                                      "__module__": __name__, "__qualname__": f"R{n}", "__slots__": ()})
 

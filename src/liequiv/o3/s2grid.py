@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from liequiv.o3.harmonics import _check_normalization, _degree_scale, _legendre_lambda
-from liequiv.validation import check_degree
+from liequiv.validation import check_degree, check_positive_int
 
 __all__ = [
     "fibonacci_sphere",
@@ -55,8 +55,7 @@ def fibonacci_sphere(n: int, *, dtype: torch.dtype | None = None, device: torch.
     Point k sits at height z_k = 1 - (2k + 1)/n (equal-area bands) and azimuth k·π(3 - √5), so every
     point covers the same area 4π/n; the grid is deterministic.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_positive_int(n, "n")
     k = torch.arange(n, dtype=torch.float64)
     z = 1 - (2 * k + 1) / n
     radius = torch.sqrt((1 - z * z).clamp_min(0))
@@ -73,12 +72,6 @@ def _lmax_of(dim: int, name: str = "x") -> int:
     if (lmax + 1) ** 2 != dim or dim == 0:
         raise ValueError(f"the last dimension of {name} must be (lmax+1)^2, got {dim}")
     return lmax
-
-
-def _check_size(n: int, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return n
 
 
 _CACHE: dict[tuple, tuple[Tensor, ...]] = {}
@@ -192,8 +185,8 @@ def s2_grid(
     ``Σ_{b,a} weights[b] f(beta[b], alpha[a]) = ∫_{S²} f dΩ`` (weights sum to ``4π``), exactly for polynomials of
     degree ``< min(2 n_beta, n_alpha)``.
     """
-    _check_size(n_beta, "n_beta")
-    _check_size(n_alpha, "n_alpha")
+    check_positive_int(n_beta, "n_beta")
+    check_positive_int(n_alpha, "n_alpha")
     return tuple(torch.tensor(a, dtype=dtype, device=device) for a in _grid_f64(n_beta, n_alpha))  # type: ignore
 
 
@@ -243,8 +236,8 @@ def to_grid(
     _check_normalization(normalization)
     lmax = _lmax_of(x.shape[-1])
     nb0, na0 = quadrature_size(2 * lmax)
-    n_beta = _check_size(nb0 if n_beta is None else n_beta, "n_beta")
-    n_alpha = _check_size(na0 if n_alpha is None else n_alpha, "n_alpha")
+    n_beta = check_positive_int(nb0 if n_beta is None else n_beta, "n_beta")
+    n_alpha = check_positive_int(na0 if n_alpha is None else n_alpha, "n_alpha")
     lam, phi, _ = _grid_tensors(lmax, n_beta, n_alpha, normalization, x)
     f = _grid_values(_flat(_by_m(x, lmax)), lam, phi)
     return f.view(*x.shape[:-1], n_beta, n_alpha)
