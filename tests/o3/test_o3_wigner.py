@@ -83,6 +83,27 @@ def test_special_angles(angle):
     torch.testing.assert_close(wigner_D(1, R), R, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("angle", [0.0, 1e-8, 1e-3, 1.0, torch.pi - 1e-6, torch.pi])
+def test_gradient_along_rotations(angle):
+    """Autograd of D along the tangent direction a^ R0 of the rotations equals the Lie derivative (a·J) D(R0),
+    also at the identity and at angle π (where the rotation vector of R0 is not unique)."""
+    g = torch.Generator().manual_seed(1)
+    axes = torch.nn.functional.normalize(torch.randn(4, 3, generator=g, dtype=torch.float64), dim=-1)
+    R0 = _rot(axes, torch.full((4,), angle, dtype=torch.float64)).requires_grad_(True)
+    a = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    x, y, z = a.unbind(-1)
+    o = torch.zeros_like(x)
+    a_hat = torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).unflatten(-1, (3, 3))
+    for l in (1, 2, 3):
+        J = so3_generators(l)
+        weights = torch.randn(4, 2 * l + 1, 2 * l + 1, generator=g, dtype=torch.float64)
+        D = wigner_D(l, R0)
+        (grad,) = torch.autograd.grad((weights * D).sum(), R0)
+        directional = (grad * (a_hat @ R0.detach())).sum((-2, -1))
+        expected = (weights * (torch.einsum("na,aij->nij", a, J) @ D.detach())).sum((-2, -1))
+        torch.testing.assert_close(directional, expected, atol=1e-8, rtol=0)
+
+
 def test_batch_shapes_and_dtype():
     R = ROT.reshape(4, 5, 3, 3)
     assert wigner_D(3, R).shape == (4, 5, 7, 7)

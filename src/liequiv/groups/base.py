@@ -23,6 +23,8 @@ from typing import ClassVar, Literal, TypeVar
 import torch
 from torch import Tensor
 
+from liequiv.validation import check_tensor
+
 G = TypeVar("G", bound="LieGroup")
 Frame = Literal["right", "left"]
 
@@ -30,27 +32,6 @@ Frame = Literal["right", "left"]
 def _check_frame(frame: str) -> None:
     if frame not in ("right", "left"):
         raise ValueError(f"frame must be 'right' or 'left', got {frame!r}")
-
-
-def check_tensor(x: object, name: str, last_dims: Sequence[int], *, finite: bool = True) -> Tensor:
-    """Validate a floating tensor whose trailing shape is ``last_dims``; return it."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
-    n = len(last_dims)
-    if x.dim() < n or tuple(x.shape[x.dim() - n :]) != tuple(last_dims):
-        want = "[..., " + ", ".join(str(d) for d in last_dims) + "]"
-        raise ValueError(f"{name} must have shape {want}, got {list(x.shape)}")
-    if finite and not torch.compiler.is_compiling() and not _all_finite(x):
-        raise ValueError(f"{name} must be finite, got NaN or inf values")
-    return x
-
-
-def _all_finite(x: Tensor) -> bool:
-    """All entries finite. Fast path: a non-finite entry makes the sum non-finite, so a finite sum proves it;
-    only a non-finite sum (which finite entries can also give, by overflow) needs the elementwise test."""
-    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def jr_from_ad(ad: Tensor) -> Tensor:

@@ -15,7 +15,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from liequiv.groups.base import LieGroup, check_tensor
+from liequiv.groups.base import LieGroup
+from liequiv.validation import check_positive_int, check_tensor, membership_tolerance
 
 
 class Rn(LieGroup):
@@ -32,8 +33,7 @@ class Rn(LieGroup):
     @cache
     def of(n: int) -> type[Rn]:
         """The class of Rⁿ (the same class on every call)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int(n, "n")
         return type(f"R{n}", (Rn,), {"n": n, "param_dim": n, "tangent_dim": n, "matrix_dim": n + 1, "point_dim": n,
                                      "__module__": __name__, "__qualname__": f"R{n}", "__slots__": ()})
 
@@ -79,9 +79,10 @@ class Rn(LieGroup):
         if not project and not torch.compiler.is_compiling():
             off = matrix - torch.eye(n + 1, dtype=matrix.dtype, device=matrix.device)
             off[..., :n, n] = 0  # the translation column is free
-            if bool((off.abs() > 1e-6).any()):
-                raise ValueError(f"matrix must be [[I, t], [0, 1]] of size {n + 1}; pass project=True to ignore "
-                                 "the rest")
+            tol = membership_tolerance(matrix.dtype)
+            if bool((off.abs() > tol).any()):
+                raise ValueError(f"matrix must be [[I, t], [0, 1]] of size {n + 1} (to {tol:g}); pass project=True to "
+                                 "ignore the rest")
         return cls._wrap(matrix[..., :n, n])
 
     @classmethod

@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from liequiv.groups import series
-from liequiv.groups.base import LieGroup, check_tensor
+from liequiv.groups.base import LieGroup
 from liequiv.groups.so2 import SO2, complex_multiply, matrix_to_complex, perp, rotation_matrix, unit_complex
+from liequiv.validation import check_homogeneous_rows, check_tensor
 
 
 class SE2(LieGroup):
@@ -96,10 +97,8 @@ class SE2(LieGroup):
     @classmethod
     def from_matrix(cls, matrix: Tensor, *, project: bool = False) -> SE2:
         matrix = check_tensor(matrix, "matrix", (3, 3))
-        if not project and not torch.compiler.is_compiling():
-            bottom = matrix.new_tensor([0.0, 0.0, 1.0])
-            if bool(((matrix[..., 2, :] - bottom).abs() > 1e-6).any()):
-                raise ValueError("matrix must have bottom row (0, 0, 1); pass project=True to ignore it")
+        if not project:
+            check_homogeneous_rows(matrix, "matrix", hint="; pass project=True to ignore it")
         cs = matrix_to_complex(matrix[..., :2, :2], project)
         return cls._wrap(torch.cat([matrix[..., :2, 2], cs], -1))
 

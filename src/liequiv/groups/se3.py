@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from liequiv.groups import series
-from liequiv.groups.base import LieGroup, check_tensor
+from liequiv.groups.base import LieGroup
 from liequiv.groups.so3 import (
     SO3,
     quaternion_exp_parts,
@@ -28,6 +28,7 @@ from liequiv.groups.so3 import (
     sum_of_squares,
     unskew,
 )
+from liequiv.validation import check_homogeneous_rows, check_tensor
 
 P = TypeVar("P", bound="ExtendedPose")
 
@@ -134,11 +135,8 @@ class ExtendedPose(LieGroup):
         """From matrices ``[..., 3+k, 3+k]``; ``project=True`` projects the rotation block and ignores the bottom."""
         n = cls.matrix_dim
         matrix = check_tensor(matrix, "matrix", (n, n))
-        if not project and not torch.compiler.is_compiling():
-            bottom = torch.zeros(cls.k, n, dtype=matrix.dtype, device=matrix.device)
-            bottom[:, 3:] = torch.eye(cls.k, dtype=matrix.dtype, device=matrix.device)
-            if bool(((matrix[..., 3:, :] - bottom).abs() > 1e-6).any()):
-                raise ValueError(f"matrix must have bottom rows [0, I_{cls.k}]; pass project=True to ignore them")
+        if not project:
+            check_homogeneous_rows(matrix, "matrix", cls.k, hint="; pass project=True to ignore them")
         rot = SO3.from_matrix(matrix[..., :3, :3], project=project)
         return cls._pack(matrix[..., :3, 3:].mT, rot.params)
 

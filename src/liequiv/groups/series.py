@@ -9,7 +9,9 @@ Both branches are fed a safe input (the "double where", see ``split``), so neith
 value nor the gradient of the unused branch can produce NaN or inf: gradients are finite and exact
 at θ = 0, for tiny angles, and everywhere the closed form is finite.
 
-All functions take ``x = θ²`` ``[...]`` (not θ), so callers never need ``sqrt`` of a squared norm.
+All functions take ``x = θ²`` ``[...]`` (not θ), so callers never need ``sqrt`` of a squared norm, except
+the last two, whose natural arguments are not squared angles: ``log1p_ratio`` (of a relative difference) and
+``theta_over_sine_derivative`` (of a cosine).
 """
 
 from __future__ import annotations
@@ -22,22 +24,27 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "atanc",
+    "bernoulli",
     "cos_sqrt",
     "cosc",
     "cosc_tail4",
     "inverse_jacobian_coefficient",
+    "log1p_ratio",
+    "log_sinhc",
     "sinc",
     "sinc_sq_tail3",
     "sinc_tail5",
     "sinhc",
     "split",
+    "theta_over_sine_derivative",
 ]
 
 _MAX_TERMS = 12  # at most x^0 .. x^11 (θ^0 .. θ^22); each dtype uses the fewest that suffice
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _bernoulli(n: int) -> list[Fraction]:
+def bernoulli(n: int) -> list[Fraction]:
     """Bernoulli numbers B_0 .. B_n (B_1 = -1/2), from the recurrence Σ_{k≤m} C(m+1, k) B_k = 0."""
     b = [Fraction(1)]
     for m in range(1, n + 1):
@@ -121,7 +128,7 @@ def _alternating(offset: int) -> list[Fraction]:
     return [Fraction((-1) ** k, factorial(2 * k + offset)) for k in range(_MAX_TERMS + 1)]
 
 
-_B = _bernoulli(2 * _MAX_TERMS + 4)
+_B = bernoulli(2 * _MAX_TERMS + 4)
 
 cos_sqrt = _Series(_alternating(0), torch.cos, 0)
 """cos θ. (Smooth in x = θ² at 0, unlike ``cos(sqrt(x))``.)"""
@@ -155,3 +162,52 @@ Evaluated through cot(θ/2), which keeps full accuracy near θ = π where 1 + co
 
 Finite on [0, 2π); it has a pole at θ = 2π (where the Jacobian is singular).
 """
+
+atanc = _Series([Fraction((-1) ** k, 2 * k + 1) for k in range(_MAX_TERMS + 1)], lambda a: torch.atan(a) / a, 0)
+"""atan θ / θ (the series converges for θ < 1; the closed form is used above the threshold)."""
+
+_log_sinhc_over_sq = _Series(
+    [Fraction(4**k) * _B[2 * k] / (2 * k * factorial(2 * k)) for k in range(1, _MAX_TERMS + 2)],
+    lambda a: (a + torch.log(-torch.expm1(-2 * a) / (2 * a))) / a**2,
+    2,
+)
+
+
+def log_sinhc(x: Tensor) -> Tensor:
+    """log(sinh θ / θ) = Σ_k 4^k B_2k θ^2k / (2k (2k)!) (k ≥ 1), x = θ² ≥ 0 ``[...]``.
+
+    The closed form θ + log((1 - e^(-2θ)) / (2θ)) does not overflow for large θ.
+    """
+    return x * _log_sinhc_over_sq(x)
+
+
+_LOG1P_TERMS = 6  # truncation r^6 / 7 below eps at |r| < eps^(1/4) for every dtype
+
+
+def log1p_ratio(r: Tensor) -> Tensor:
+    """log(1 + r) / r for r > -1 ``[...]`` (1 at r = 0): Σ (-r)^k / (k + 1) for |r| < eps^(1/4), else the closed form.
+
+    The divided difference (log a - log b) / (a - b) of positive a, b is ``log1p_ratio((a - b) / b) / b``.
+    """
+    small = r.abs() < torch.finfo(r.dtype).eps ** 0.25
+    r_series = torch.where(small, r, torch.zeros_like(r))
+    r_closed = torch.where(small, torch.ones_like(r), r)
+    series = horner(-r_series, [1 / (k + 1) for k in range(_LOG1P_TERMS)])
+    return torch.where(small, series, torch.log1p(r_closed) / r_closed)
+
+
+_THETA_OVER_SINE_THRESHOLD = 0.1  # on u = 1 - cos θ; the series in u has radius 2
+# f(1 - u) = θ / sin θ = Σ_k 2^k (k!)² / (2k + 1)! u^k; its truncation at 14 terms is below float64's eps for u < 0.1
+_THETA_OVER_SINE_COEFFICIENTS = [float(Fraction(2**k * factorial(k) ** 2, factorial(2 * k + 1))) for k in range(14)]
+_THETA_OVER_SINE_DERIVATIVE = [-(k + 1) * c for k, c in enumerate(_THETA_OVER_SINE_COEFFICIENTS[1:])]
+
+
+def theta_over_sine_derivative(c: Tensor) -> Tensor:
+    """d/dc (θ / sin θ) at c = cos θ ∈ (-1, 1] ``[...]``: (c f(c) - 1) / (1 - c²) with f(c) = arccos(c) / sqrt(1 - c²).
+
+    The closed form cancels near c = 1 (θ = 0); there the derivative of the series of f in u = 1 - c is used.
+    """
+    u_series, u_closed, closed = split(1 - c, _THETA_OVER_SINE_THRESHOLD)
+    c_closed, sine_sq = 1 - u_closed, u_closed * (2 - u_closed)
+    value = (c_closed * torch.arccos(c_closed) / torch.sqrt(sine_sq) - 1) / sine_sq
+    return horner(u_series, _THETA_OVER_SINE_DERIVATIVE).lerp_(value, closed)

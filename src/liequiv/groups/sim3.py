@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from liequiv.groups import series
-from liequiv.groups.base import LieGroup, check_tensor, jr_from_ad
+from liequiv.groups.base import LieGroup, jr_from_ad
 from liequiv.groups.so3 import (
     SO3,
     quaternion_exp,
@@ -33,6 +33,7 @@ from liequiv.groups.so3 import (
     sum_of_squares,
     unskew,
 )
+from liequiv.validation import check_homogeneous_rows, check_tensor, checking_values
 
 _COUPLING_THRESHOLD = 2.0  # on |z|² = σ² + θ²: the bivariate series below, the closed forms at or above
 
@@ -167,12 +168,10 @@ class Sim3(LieGroup):
         matrix = check_tensor(matrix, "matrix", (4, 4))
         block = matrix[..., :3, :3]
         det = torch.det(block)
-        if not torch.compiler.is_compiling():
-            if bool((det <= 0).any()):
-                raise ValueError("matrix must have a 3x3 block s R with s > 0 (positive determinant)")
-            bottom = matrix.new_tensor([0.0, 0.0, 0.0, 1.0])
-            if not project and bool(((matrix[..., 3, :] - bottom).abs() > 1e-6).any()):
-                raise ValueError("matrix must have bottom row (0, 0, 0, 1); pass project=True to ignore it")
+        if checking_values() and bool((det <= 0).any()):
+            raise ValueError("matrix must have a 3x3 block s R with s > 0 (positive determinant)")
+        if not project:
+            check_homogeneous_rows(matrix, "matrix", hint="; pass project=True to ignore it")
         s = det.pow(1 / 3)
         rot = SO3.from_matrix(block / s[..., None, None], project=project)
         return cls._wrap(torch.cat([matrix[..., :3, 3], rot.params, s[..., None]], -1))

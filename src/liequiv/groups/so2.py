@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from liequiv.groups.base import LieGroup, check_tensor
+from liequiv.groups.base import LieGroup
+from liequiv.validation import check_rotation_matrix, check_tensor
 
 
 def complex_multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -37,19 +38,10 @@ def unit_complex(theta: Tensor) -> Tensor:
     return torch.stack([torch.cos(theta), torch.sin(theta)], -1)
 
 
-def _check_rotation_2d(matrix: Tensor) -> None:
-    if torch.compiler.is_compiling():
-        return
-    tol = 1e-4 if torch.finfo(matrix.dtype).bits <= 32 else 1e-9
-    eye = torch.eye(2, dtype=matrix.dtype, device=matrix.device)
-    if bool(((matrix.mT @ matrix - eye).abs() > tol).any()) or bool((torch.det(matrix) <= 0).any()):
-        raise ValueError("matrix must hold a rotation (orthogonal, det +1); pass project=True to project it")
-
-
 def matrix_to_complex(rot: Tensor, project: bool) -> Tensor:
     """The (cos, sin) of a 2×2 rotation block; with ``project`` the nearest rotation's."""
     if not project:
-        _check_rotation_2d(rot)
+        check_rotation_matrix(rot, "matrix", 2, hint="; pass project=True to project it")
     cs = torch.stack([rot[..., 0, 0] + rot[..., 1, 1], rot[..., 1, 0] - rot[..., 0, 1]], -1)
     return cs / torch.linalg.vector_norm(cs, dim=-1, keepdim=True)
 

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from liequiv.groups import series
-from liequiv.groups.base import LieGroup, check_tensor
+from liequiv.groups.base import LieGroup
+from liequiv.validation import check_rotation_matrix, check_tensor, membership_tolerance
 
 QuaternionOrder = Literal["xyzw", "wxyz"]
 
@@ -228,7 +229,7 @@ class SO3(LieGroup):
         if project:
             matrix = project_to_rotation(matrix)
         else:
-            _check_rotation(matrix, "matrix")
+            check_rotation_matrix(matrix, "matrix", 3, hint="; pass project=True to project it")
         return cls._wrap(matrix_to_quaternion(matrix))
 
     @classmethod
@@ -265,15 +266,17 @@ class SO3(LieGroup):
     # ----------------------------------------------------------------- conversions
     @classmethod
     def from_quaternion(cls, quaternion: Tensor, order: QuaternionOrder = "xyzw", *, normalize: bool = True) -> SO3:
-        """From quaternions ``[..., 4]`` in ``order``; ``normalize=False`` requires unit norm (1e-5 in float32)."""
+        """From quaternions ``[..., 4]`` in ``order``; ``normalize=False`` requires unit norm (to
+        ``liequiv.validation.membership_tolerance``: 1e-4 in float32, 1e-9 in float64)."""
         q = convert_quaternion(check_tensor(quaternion, "quaternion", (4,)), order, "xyzw")
         norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True)
         if normalize:
             if not torch.compiler.is_compiling() and bool((norm == 0).any()):
                 raise ValueError("quaternion must be non-zero to be normalized")
             return cls._wrap(q / norm)
-        if not torch.compiler.is_compiling() and bool(((norm - 1).abs() > _tolerance(q.dtype)).any()):
-            raise ValueError("quaternion must have unit norm (pass normalize=True to normalize it)")
+        tol = membership_tolerance(q.dtype)
+        if not torch.compiler.is_compiling() and bool(((norm - 1).abs() > tol).any()):
+            raise ValueError(f"quaternion must have unit norm (to {tol:g}; pass normalize=True to normalize it)")
         return cls._wrap(q)
 
     def as_quaternion(self, order: QuaternionOrder = "xyzw") -> Tensor:
@@ -325,7 +328,7 @@ class SO3(LieGroup):
         a, b, c, d = (w, qi, qj, qk) if proper else (w - qj, qi + qk, qj + w, qk - qi)
         middle = 2 * torch.atan2(torch.hypot(c, d), torch.hypot(a, b))
         half_sum, half_diff = torch.atan2(b, a), torch.atan2(d, c)
-        eps = 10 * _tolerance(q.dtype)
+        eps = membership_tolerance(q.dtype)
         lock_zero, lock_pi = middle.abs() <= eps, (middle - math.pi).abs() <= eps
         first = torch.where(lock_zero, 2 * half_sum, torch.where(lock_pi, -2 * half_diff, half_sum - half_diff))
         third = torch.where(lock_zero | lock_pi, torch.zeros_like(middle), half_sum + half_diff)
@@ -357,11 +360,6 @@ def _wrap_angle(angle: Tensor) -> Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
-def _tolerance(dtype: torch.dtype) -> float:
-    """Tolerance for membership checks: 1e-5 in float32, 1e-10 in float64."""
-    return 1e-5 if torch.finfo(dtype).bits <= 32 else 1e-10
-
-
 def so3_jacobian(tangent: Tensor, linear: Tensor | float, quadratic: Tensor) -> Tensor:
     """I + a θ^ + b θ^² ``[..., 3, 3]``: the common shape of Jr, Jl and their inverses (a, b ``[...]``)."""
     s = skew(tangent)
@@ -375,12 +373,3 @@ def project_to_rotation(matrix: Tensor) -> Tensor:
     det = torch.det(u @ vh)
     u = torch.cat([u[..., :2], u[..., 2:] * det[..., None, None]], dim=-1)
     return u @ vh
-
-
-def _check_rotation(matrix: Tensor, name: str) -> None:
-    if torch.compiler.is_compiling():
-        return
-    eye = torch.eye(3, dtype=matrix.dtype, device=matrix.device)
-    tol = 10 * _tolerance(matrix.dtype)
-    if bool(((matrix.mT @ matrix - eye).abs() > tol).any()) or bool((torch.det(matrix) <= 0).any()):
-        raise ValueError(f"{name} must be a rotation matrix (orthogonal, det +1); pass project=True to project it")

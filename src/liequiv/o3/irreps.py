@@ -12,29 +12,22 @@ from typing import Any, NamedTuple
 
 import torch
 
+from liequiv.groups.so3 import SO3, quaternion_exp, quaternion_to_matrix
 from liequiv.o3.wigner import wigner_D
+from liequiv.validation import check_degree
 
 __all__ = ["Irrep", "Irreps", "IrrepsSort", "MulIr"]
 
 _PARITY = {"e": 1, "o": -1}
 
 
-def _rotation_y(a: torch.Tensor) -> torch.Tensor:
-    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([c, z, s, z, o, z, -s, z, c], -1).unflatten(-1, (3, 3))
-
-
-def _rotation_x(a: torch.Tensor) -> torch.Tensor:
-    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([o, z, z, z, c, -s, z, s, c], -1).unflatten(-1, (3, 3))
-
-
 def angles_to_matrix(alpha: Any, beta: Any, gamma: Any) -> torch.Tensor:
-    """e3nn's Euler angles: ``R = R_y(α) R_x(β) R_y(γ)`` ``[..., 3, 3]`` (angles broadcast)."""
+    """e3nn's Euler angles: ``R = R_y(α) R_x(β) R_y(γ)`` ``[..., 3, 3]`` (angles broadcast), the intrinsic
+    ``"YXY"`` Euler angles of ``SO3``."""
     alpha, beta, gamma = torch.broadcast_tensors(*(torch.as_tensor(a) for a in (alpha, beta, gamma)))
     if not alpha.is_floating_point():
         alpha, beta, gamma = alpha.double(), beta.double(), gamma.double()
-    return _rotation_y(alpha) @ _rotation_x(beta) @ _rotation_y(gamma)
+    return SO3.from_euler(torch.stack([alpha, beta, gamma], -1), "YXY").as_matrix()
 
 
 def _with_parity(R: torch.Tensor, k: Any) -> torch.Tensor:
@@ -65,8 +58,6 @@ class _FromParametrizations:
     def D_from_quaternion(self, q: torch.Tensor, k: Any = None) -> torch.Tensor:
         """``D`` of the rotation of unit quaternions ``q [..., 4]`` in **this library's** ``(x, y, z, w)`` order
         (e3nn puts ``w`` first), times the inversion when ``k`` is odd."""
-        from liequiv.groups.so3 import quaternion_to_matrix
-
         if q.shape[-1:] != (4,):
             raise ValueError(f"q must have shape [..., 4] (x, y, z, w), got {tuple(q.shape)}")
         return self.D_from_matrix(_with_parity(quaternion_to_matrix(q), k))
@@ -77,10 +68,8 @@ class _FromParametrizations:
         if axis.shape[-1:] != (3,):
             raise ValueError(f"axis must have shape [..., 3], got {tuple(axis.shape)}")
         angle = torch.as_tensor(angle, dtype=axis.dtype, device=axis.device)
-        K = torch.zeros(*axis.shape[:-1], 3, 3, dtype=axis.dtype, device=axis.device)
-        K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
-        K = K - K.transpose(-1, -2)
-        return self.D_from_matrix(_with_parity(torch.linalg.matrix_exp(angle[..., None, None] * K), k))
+        R = quaternion_to_matrix(quaternion_exp(axis * angle[..., None]))
+        return self.D_from_matrix(_with_parity(R, k))
 
 
 class Irrep(tuple, _FromParametrizations):
@@ -101,8 +90,7 @@ class Irrep(tuple, _FromParametrizations):
                 l, p = l
             else:
                 raise TypeError(f"Irrep expects (l, p), a string such as '1o' or a pair, got {l!r}")
-        if isinstance(l, bool) or not isinstance(l, int) or l < 0:
-            raise ValueError(f"l must be a non-negative int, got {l!r}")
+        check_degree(l, "l")
         if isinstance(p, bool) or p not in (-1, 1):
             raise ValueError(f"p must be -1 or 1, got {p!r}")
         return super().__new__(cls, (l, p))
@@ -265,8 +253,7 @@ class Irreps(tuple, _FromParametrizations):
     @staticmethod
     def spherical_harmonics(lmax: int, p: int = -1) -> Irreps:
         """Irreps ``0e + 1o + 2e + ...`` of the spherical harmonics up to ``lmax`` (parity ``p^l``)."""
-        if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0:
-            raise ValueError(f"lmax must be a non-negative int, got {lmax!r}")
+        check_degree(lmax, "lmax")
         if p not in (-1, 1):
             raise ValueError(f"p must be -1 or 1, got {p!r}")
         return Irreps([(1, (l, p**l)) for l in range(lmax + 1)])

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from liequiv.o3.irreps import Irreps, check_features
+from liequiv.validation import check_tensor
 
 __all__ = ["Linear"]
 
@@ -165,8 +166,8 @@ class Linear(nn.Module):
         if b is None and self.bias_numel > 0:
             raise ValueError("this Linear has per-sample biases: pass bias [..., bias_numel]")
         for name, t, n in (("weight", w, self.weight_numel), ("bias", b, self.bias_numel)):
-            if t is not None and (t.ndim < 1 or t.shape[-1] != n):
-                raise ValueError(f"{name} must have shape [..., {n}], got {tuple(t.shape)}")
+            if t is not None:
+                check_tensor(t, name, (n,), finite=False)
         per_sample = not self.shared_weights or (weight is not None and weight.ndim > 1)
         batch = x.shape[:-1]
         if per_sample and w is not None:

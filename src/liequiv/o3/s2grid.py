@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from liequiv.o3.harmonics import _check_lmax, _check_normalization, _degree_scale, _legendre_lambda
+from liequiv.o3.harmonics import _check_normalization, _degree_scale, _legendre_lambda
+from liequiv.validation import check_degree, check_positive_int
 
 __all__ = [
     "fibonacci_sphere",
@@ -54,8 +55,7 @@ def fibonacci_sphere(n: int, *, dtype: torch.dtype | None = None, device: torch.
     Point k sits at height z_k = 1 - (2k + 1)/n (equal-area bands) and azimuth k·π(3 - √5), so every
     point covers the same area 4π/n; the grid is deterministic.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_positive_int(n, "n")
     k = torch.arange(n, dtype=torch.float64)
     z = 1 - (2 * k + 1) / n
     radius = torch.sqrt((1 - z * z).clamp_min(0))
@@ -72,12 +72,6 @@ def _lmax_of(dim: int, name: str = "x") -> int:
     if (lmax + 1) ** 2 != dim or dim == 0:
         raise ValueError(f"the last dimension of {name} must be (lmax+1)^2, got {dim}")
     return lmax
-
-
-def _check_size(n: int, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return n
 
 
 _CACHE: dict[tuple, tuple[Tensor, ...]] = {}
@@ -170,8 +164,7 @@ def quadrature_size(degree: int) -> tuple[int, int]:
     SH -> grid -> SH round trip of signals of degree ``L`` use ``degree = 2L``; for the product of two signals of
     degrees ``L1``, ``L2`` projected to ``L3`` use ``degree = L1 + L2 + L3``.
     """
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"degree must be a non-negative integer, got {degree!r}")
+    check_degree(degree, "degree")
     return degree // 2 + 1, degree + 1
 
 
@@ -192,8 +185,8 @@ def s2_grid(
     ``Σ_{b,a} weights[b] f(beta[b], alpha[a]) = ∫_{S²} f dΩ`` (weights sum to ``4π``), exactly for polynomials of
     degree ``< min(2 n_beta, n_alpha)``.
     """
-    _check_size(n_beta, "n_beta")
-    _check_size(n_alpha, "n_alpha")
+    check_positive_int(n_beta, "n_beta")
+    check_positive_int(n_alpha, "n_alpha")
     return tuple(torch.tensor(a, dtype=dtype, device=device) for a in _grid_f64(n_beta, n_alpha))  # type: ignore
 
 
@@ -243,8 +236,8 @@ def to_grid(
     _check_normalization(normalization)
     lmax = _lmax_of(x.shape[-1])
     nb0, na0 = quadrature_size(2 * lmax)
-    n_beta = _check_size(nb0 if n_beta is None else n_beta, "n_beta")
-    n_alpha = _check_size(na0 if n_alpha is None else n_alpha, "n_alpha")
+    n_beta = check_positive_int(nb0 if n_beta is None else n_beta, "n_beta")
+    n_alpha = check_positive_int(na0 if n_alpha is None else n_alpha, "n_alpha")
     lam, phi, _ = _grid_tensors(lmax, n_beta, n_alpha, normalization, x)
     f = _grid_values(_flat(_by_m(x, lmax)), lam, phi)
     return f.view(*x.shape[:-1], n_beta, n_alpha)
@@ -256,7 +249,7 @@ def from_grid(f: Tensor, lmax: int, *, normalization: str = "component") -> Tens
 
     Exact when ``f`` is the restriction of a polynomial of degree ``D`` with ``D + lmax < min(2 n_beta, n_alpha)``.
     """
-    _check_lmax(lmax)
+    check_degree(lmax, "lmax")
     _check_normalization(normalization)
     if f.ndim < 2:
         raise ValueError(f"f must have shape [..., n_beta, n_alpha], got {tuple(f.shape)}")
@@ -357,7 +350,7 @@ def fourier_to_sh(F: Tensor, lmax: int, *, normalization: str = "component") -> 
     ``F [..., 2U+1, 2V+1]`` restricted to the sphere: ``x_lm = ∫_{S²} f Y_lm dΩ / ∫ Y_lm² dΩ``, exact for any
     ``U, V`` (it inverts :func:`sh_to_fourier`, and projects products of series).
     """
-    _check_lmax(lmax)
+    check_degree(lmax, "lmax")
     _check_normalization(normalization)
     if F.ndim < 2 or F.shape[-2] % 2 == 0 or F.shape[-1] % 2 == 0:
         raise ValueError(f"F must have shape [..., 2U+1, 2V+1], got {tuple(F.shape)}")
@@ -465,7 +458,7 @@ def half_spectrum_to_sh(h: Tensor, lmax: int, *, normalization: str = "component
     """Inverse of :func:`sh_to_half_spectrum` and projection: ``h [..., n, n//2+1]`` (the ``rfft2`` with
     ``norm="forward"`` of a real signal on the ``n x n`` torus grid) ``-> [..., (lmax+1)^2]``, the coefficients
     ``∫_{S²} f Y_lm / ∫ Y_lm²`` of its restriction to the sphere; exact when its series has ``|u|, |v| < n/2``."""
-    _check_lmax(lmax)
+    check_degree(lmax, "lmax")
     _check_normalization(normalization)
     n = h.shape[-2]
     if h.shape[-1] != n // 2 + 1 or lmax > n // 2:

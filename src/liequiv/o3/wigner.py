@@ -12,15 +12,10 @@ from fractions import Fraction
 
 import torch
 
+from liequiv.groups.so3 import matrix_to_quaternion, quaternion_log
+from liequiv.validation import check_degree, check_tensor
+
 __all__ = ["change_basis_real_to_complex", "clebsch_gordan", "so3_generators", "wigner_D"]
-
-
-def _check_l(l: int, name: str = "l") -> int:
-    if isinstance(l, bool) or not isinstance(l, int):
-        raise TypeError(f"{name} must be an int, got {type(l).__name__}")
-    if l < 0:
-        raise ValueError(f"{name} must be >= 0, got {l}")
-    return l
 
 
 @functools.cache
@@ -46,7 +41,7 @@ def _real_to_complex(l: int) -> torch.Tensor:
 
 def change_basis_real_to_complex(l: int) -> torch.Tensor:
     """Change of basis ``Q [2l+1, 2l+1]`` (complex128) from e3nn's real basis of degree ``l`` to the complex one."""
-    return _real_to_complex(_check_l(l)).clone()
+    return _real_to_complex(check_degree(l)).clone()
 
 
 @functools.cache
@@ -73,82 +68,22 @@ def so3_generators(l: int) -> torch.Tensor:
     ``J_a`` is antisymmetric, ``wigner_D(l, exp(θ L_a)) = matrix_exp(θ J_a)`` and ``J`` of degree 1 is the cross
     product: ``J_a v = e_a × v``.
     """
-    return _generators(_check_l(l)).clone()
-
-
-def _matrix_to_rotvec(R: torch.Tensor) -> torch.Tensor:
-    """Rotation vector ``θ n [..., 3]`` of rotation matrices ``R [..., 3, 3]``; stable at angles 0 and π.
-
-    Goes through the quaternion (Shepperd's choice of the largest pivot) and ``2 atan2(|v|, w)``.
-    """
-    r = R
-    tr = r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]
-    # four candidate (unnormalized) quaternions (x, y, z, w), each accurate when its pivot is large
-    cands = torch.stack(
-        [
-            torch.stack(
-                [
-                    1 + 2 * r[..., 0, 0] - tr,
-                    r[..., 0, 1] + r[..., 1, 0],
-                    r[..., 0, 2] + r[..., 2, 0],
-                    r[..., 2, 1] - r[..., 1, 2],
-                ],
-                -1,
-            ),
-            torch.stack(
-                [
-                    r[..., 0, 1] + r[..., 1, 0],
-                    1 + 2 * r[..., 1, 1] - tr,
-                    r[..., 1, 2] + r[..., 2, 1],
-                    r[..., 0, 2] - r[..., 2, 0],
-                ],
-                -1,
-            ),
-            torch.stack(
-                [
-                    r[..., 0, 2] + r[..., 2, 0],
-                    r[..., 1, 2] + r[..., 2, 1],
-                    1 + 2 * r[..., 2, 2] - tr,
-                    r[..., 1, 0] - r[..., 0, 1],
-                ],
-                -1,
-            ),
-            torch.stack(
-                [r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1], 1 + tr], -1
-            ),
-        ],
-        -2,
-    )  # [..., 4, 4]
-    pivots = torch.stack([r[..., 0, 0], r[..., 1, 1], r[..., 2, 2], tr], -1)
-    best = pivots.argmax(-1)
-    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
-    q = q * torch.where(q[..., 3:] < 0, -1.0, 1.0)  # w >= 0: angle in [0, π]
-    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
-    v, w = q[..., :3], q[..., 3]
-    s = torch.linalg.vector_norm(v, dim=-1)
-    small = s < 1e-6
-    s_safe = torch.where(small, torch.ones_like(s), s)
-    # 2 atan2(s, w) / s, with its Taylor series (2/w)(1 - s²/(3 w²)) near s = 0 (where w ≈ 1)
-    w_safe = torch.where(small, w, torch.ones_like(w))
-    factor = torch.where(small, 2 / w_safe * (1 - s**2 / (3 * w_safe**2)), 2 * torch.atan2(s, w) / s_safe)
-    return v * factor[..., None]
+    return _generators(check_degree(l)).clone()
 
 
 def wigner_D(l: int, R: torch.Tensor) -> torch.Tensor:
     """Wigner-D matrix ``[..., 2l+1, 2l+1]`` of rotation matrices ``R [..., 3, 3]`` in the real basis of degree ``l``.
 
     ``D(R1 R2) = D(R1) D(R2)``, ``D(R)^T = D(R^{-1})`` and ``wigner_D(1, R) == R``. Computed as
-    ``matrix_exp(θ n·J)`` from the rotation vector of ``R`` (stable at angles 0 and π). ``R`` must be a proper
+    ``matrix_exp(θ n·J)`` from the rotation vector of ``R`` (``groups.so3``'s matrix -> quaternion -> log,
+    stable at angles 0 and π). ``R`` must be a proper
     rotation; for improper matrices use :meth:`liequiv.o3.irreps.Irrep.D_from_matrix`.
     """
-    _check_l(l)
-    if not isinstance(R, torch.Tensor):
-        raise TypeError(f"R must be a torch.Tensor, got {type(R).__name__}")
-    if R.ndim < 2 or R.shape[-2:] != (3, 3):
-        raise ValueError(f"R must have shape [..., 3, 3], got {tuple(R.shape)}")
+    check_degree(l)
+    check_tensor(R, "R", (3, 3), finite=False)
     if l == 0:
         return torch.ones(*R.shape[:-2], 1, 1, dtype=R.dtype, device=R.device)
-    omega = _matrix_to_rotvec(R)
+    omega = quaternion_log(matrix_to_quaternion(R))
     J = _generators(l).to(dtype=R.dtype, device=R.device)
     return torch.linalg.matrix_exp(torch.einsum("...a,aij->...ij", omega, J))
 
@@ -203,7 +138,7 @@ def clebsch_gordan(
     Frobenius norm 1 and ``C_ijk = D1_ia D2_jb D3_kc C_abc`` for every rotation (``D = wigner_D``). Requires
     ``|l1 - l2| <= l3 <= l1 + l2``. Cached in float64, returned as a fresh tensor of ``dtype`` on ``device``.
     """
-    _check_l(l1, "l1"), _check_l(l2, "l2"), _check_l(l3, "l3")
+    check_degree(l1, "l1"), check_degree(l2, "l2"), check_degree(l3, "l3")
     if not abs(l1 - l2) <= l3 <= l1 + l2:
         raise ValueError(f"l1, l2, l3 = {l1}, {l2}, {l3} violate the triangle inequality")
     return _clebsch_gordan(l1, l2, l3).to(dtype=dtype, device=device, copy=True)
