@@ -44,6 +44,7 @@ from liequiv.o3.harmonics import spherical_harmonics
 from liequiv.o3.irreps import Irrep, Irreps, check_features
 from liequiv.o3.s2grid import grid_vectors, quadrature_size, s2_grid
 from liequiv.o3.wigner import clebsch_gordan
+from liequiv.validation import check_positive_int
 
 __all__ = ["GauntContraction", "SymmetricContraction", "symmetric_coupling_basis"]
 
@@ -101,8 +102,7 @@ def symmetric_coupling_basis(irreps: Any, ir_out: Any, nu: int) -> Tensor:
     ``irreps`` (multiplicity-1 blocks, dimension ``d``) to ``ir_out``: ``out_M = Σ_a U[a_1..a_nu, M, p] x_{a_1} ⋯
     x_{a_nu}``, with ``U`` symmetric in ``a_1..a_nu`` and ``Σ_{a,M} U_p U_q = δ_pq``. ``P`` may be 0."""
     irreps, ir_out = Irreps(irreps), Irrep(ir_out)
-    if isinstance(nu, bool) or not isinstance(nu, int) or nu < 1:
-        raise ValueError(f"nu must be a positive integer, got {nu!r}")
+    check_positive_int(nu, "nu")
     d = irreps.dim
     trees = _coupling_trees(str(irreps), nu, ir_out).get(ir_out)
     if trees is None:
@@ -125,10 +125,8 @@ class _ManyBodyProduct(Float64Constants):
 
     def __init__(self, irreps_in: Any, irreps_out: Any, correlation: int, num_elements: int) -> None:
         super().__init__()
-        if isinstance(correlation, bool) or not isinstance(correlation, int) or correlation < 1:
-            raise ValueError(f"correlation must be a positive integer, got {correlation!r}")
-        if isinstance(num_elements, bool) or not isinstance(num_elements, int) or num_elements < 1:
-            raise ValueError(f"num_elements must be a positive integer, got {num_elements!r}")
+        check_positive_int(correlation, "correlation")
+        check_positive_int(num_elements, "num_elements")
         self.channels, self.ir_in = _channel_irreps(irreps_in, "irreps_in")
         channels_out, self.ir_out = _channel_irreps(irreps_out, "irreps_out")
         if channels_out != self.channels:

@@ -19,14 +19,15 @@ import math
 import torch
 from torch import Tensor, nn
 
+from liequiv.validation import check_positive_int
+
 __all__ = ["BesselBasis", "GaussianBasis", "PolynomialCutoff"]
 
 
 def _check_basis_args(cutoff: float, num_basis: int) -> None:
     if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
         raise ValueError(f"cutoff must be a positive finite number, got {cutoff!r}")
-    if isinstance(num_basis, bool) or not isinstance(num_basis, int) or num_basis < 1:
-        raise ValueError(f"num_basis must be a positive integer, got {num_basis!r}")
+    check_positive_int(num_basis, "num_basis")
 
 
 class BesselBasis(nn.Module):
@@ -78,9 +79,7 @@ class PolynomialCutoff(nn.Module):
     def __init__(self, cutoff: float, p: int = 6) -> None:
         super().__init__()
         _check_basis_args(cutoff, 1)
-        if isinstance(p, bool) or not isinstance(p, int) or p < 1:
-            raise ValueError(f"p must be a positive integer, got {p!r}")
-        self.cutoff, self.p = float(cutoff), p
+        self.cutoff, self.p = float(cutoff), check_positive_int(p, "p")
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}"

@@ -25,6 +25,7 @@ from liequiv.groups.base import LieGroup
 from liequiv.symmetry.elements import GroupElement, apply_matrix
 from liequiv.symmetry.fields import FIELD_KINDS, FieldType, as_field_type, as_field_types
 from liequiv.symmetry.groups import ROTATION_KINDS, Group, as_group, rotations_about
+from liequiv.validation import check_positive_int
 
 __all__ = [
     "FIELD_KINDS",
@@ -96,8 +97,7 @@ def equivariance_pairs(fn: Callable[..., Any], inputs: Any, group: Group | str, 
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    if not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    check_positive_int(n_samples, "n_samples")
     group = as_group(group)
     inputs = _as_values(inputs)
     types_in = as_field_types(in_types, len(inputs), "in_types")

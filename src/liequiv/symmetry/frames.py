@@ -35,11 +35,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from liequiv.groups.base import check_tensor
 from liequiv.nn.graph import scatter_sum
 from liequiv.symmetry.elements import GroupElement
 from liequiv.symmetry.fields import FieldType, as_field_type
 from liequiv.symmetry.groups import Group, as_group
+from liequiv.validation import check_tensor
 
 _SIGNS = torch.tensor(list(itertools.product((1.0, -1.0), repeat=3)))  # [8, 3]; the 4 proper ones have product +1
 

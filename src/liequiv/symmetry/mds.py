@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from liequiv.symmetry.frames import check_point_cloud, third_moment_signs
+from liequiv.validation import check_positive_int
 
 
 def mds_from_squared_distances(dist_sq: Tensor, dim: int = 3, *, mask: Tensor | None = None,
@@ -30,8 +31,7 @@ def mds_from_squared_distances(dist_sq: Tensor, dim: int = 3, *, mask: Tensor | 
         raise TypeError(f"dist_sq must be a floating tensor [..., N, N], got {type(dist_sq).__name__}")
     if dist_sq.dim() < 2 or dist_sq.shape[-1] != dist_sq.shape[-2]:
         raise ValueError(f"dist_sq must have shape [..., N, N], got {list(dist_sq.shape)}")
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    check_positive_int(dim, "dim")
     n = dist_sq.shape[-1]
     valid = dist_sq.new_ones(dist_sq.shape[:-1]) if mask is None else mask.to(dist_sq.dtype)
     if valid.shape != dist_sq.shape[:-1]:
