@@ -63,3 +63,58 @@ class ToyTask(PredictionTask):
 
     def target(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["target"]
+
+
+class Scale(nn.Module):
+    """``y = w x`` with one weight ``w``, starting at 0 (float64)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * x
+
+
+class Line(Dataset):
+    """``size`` points ``x`` (seeded normal, float64) with targets ``slope · x``."""
+
+    def __init__(self, size: int, slope: float, seed: int) -> None:
+        self.x = torch.randn(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        self.y = slope * self.x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+class ScaleTask(PredictionTask):
+    """Fit ``w`` to lines of slope 1 (training) while validation and test lines have slope 0.3: training moves
+    ``w`` from 0 through 0.3 towards 1, so the validation MSE ``(w - 0.3)² mean(x²)`` is best at a middle epoch."""
+
+    name = "scale"
+    models = ("scale",)
+    slopes = (1.0, 0.3, 0.3)
+
+    def __init__(self, sizes: tuple[int, int, int] = (8, 5, 7)) -> None:
+        self.sizes = sizes
+
+    def defaults(self, model: str) -> dict[str, Any]:
+        return {"epochs": 6, "batch_size": 8, "lr": 0.1, "weight_decay": 0.0}
+
+    def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
+        return tuple(Line(n, slope, seed) for n, slope, seed in zip(self.sizes, self.slopes, (1, 2, 3), strict=True))
+
+    def collate(self, samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+    def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
+        return Scale()
+
+    def predict(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return model(batch["x"])
+
+    def target(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["y"]

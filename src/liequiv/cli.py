@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 from liequiv import __version__
 
 _DEFAULTS = "defaults: a small configuration that trains in a few minutes on 2 CPU cores"
+
+
+def _number(kind: type, accept: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    """An argparse ``type``: ``kind(text)`` where it is finite and ``accept(value)`` holds, else an error saying
+    ``expected`` (argparse adds the flag's name)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
+        return value
+
+    return parse
+
+
+_POSITIVE_INT = _number(int, lambda v: v > 0, "a positive integer")
+_NON_NEGATIVE_INT = _number(int, lambda v: v >= 0, "a non-negative integer")
+_POSITIVE = _number(float, lambda v: v > 0, "a positive number")
+_NON_NEGATIVE = _number(float, lambda v: v >= 0, "a non-negative number")
+_DECAY = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,36 +42,38 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a built-in task", description=_DEFAULTS)
     train.add_argument("task", nargs="?", default="nbody", help="task name (default: nbody)")
     train.add_argument("--model", default=None, help="model name (default: the task's first: egnn, tp-potential)")
-    train.add_argument("--epochs", type=int, default=None, help="training epochs")
-    train.add_argument("--batch-size", type=int, default=None, help="global batch size (split over processes)")
-    train.add_argument("--lr", type=float, default=None, help="Adam learning rate")
-    train.add_argument("--weight-decay", type=float, default=None)
-    train.add_argument("--hidden", type=int, default=None, help="hidden width")
-    train.add_argument("--layers", type=int, default=None, help="number of layers")
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--train-size", type=int, default=None, help="use only the first N training samples")
-    train.add_argument("--eval-every", type=int, default=None, help="validate every N epochs")
+    train.add_argument("--epochs", type=_POSITIVE_INT, default=None, help="training epochs")
+    train.add_argument("--batch-size", type=_POSITIVE_INT, default=None,
+                       help="global batch size (split over processes)")
+    train.add_argument("--lr", type=_POSITIVE, default=None, help="Adam learning rate")
+    train.add_argument("--weight-decay", type=_NON_NEGATIVE, default=None, help="Adam weight decay")
+    train.add_argument("--hidden", type=_POSITIVE_INT, default=None, help="hidden width")
+    train.add_argument("--layers", type=_POSITIVE_INT, default=None, help="number of layers")
+    train.add_argument("--seed", type=_NON_NEGATIVE_INT, default=None, help="random seed")
+    train.add_argument("--train-size", type=_POSITIVE_INT, default=None, help="use only the first N training samples")
+    train.add_argument("--eval-every", type=_POSITIVE_INT, default=None, help="validate every N epochs")
     train.add_argument("--run-dir", default=None, help="output directory (default: runs/<task>-<model>-s<seed>)")
     train.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
     train.add_argument("--no-plots", action="store_true", help="skip the figures")
-    train.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
-    train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (e.g. 0.99)")
-    train.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm")
-    train.add_argument("--lr-patience", type=int, default=None, help="evaluations before the LR is reduced")
+    train.add_argument("--threads", type=_POSITIVE_INT, default=None, help="torch intra-op threads per process")
+    train.add_argument("--ema-decay", type=_DECAY, default=None, help="EMA of the weights (e.g. 0.99)")
+    train.add_argument("--clip-grad", type=_POSITIVE, default=None, help="clip the gradient norm")
+    train.add_argument("--lr-patience", type=_NON_NEGATIVE_INT, default=None,
+                       help="evaluations without improvement before the LR is reduced")
     md17 = train.add_argument_group("md17 (interatomic potentials)")
     md17.add_argument("--molecule", default=None, help="one of the ten rMD17 molecules (default: ethanol)")
     md17.add_argument("--data", default=None, help="extended XYZ / ASE-readable file with energies and forces")
     md17.add_argument("--energy-key", default=None, help="info key of the energies in --data")
     md17.add_argument("--forces-key", default=None, help="array key of the forces in --data")
-    md17.add_argument("--split", type=int, nargs=3, default=None, metavar=("TRAIN", "VALID", "TEST"),
+    md17.add_argument("--split", type=_POSITIVE_INT, nargs=3, default=None, metavar=("TRAIN", "VALID", "TEST"),
                       help="frames per split (default 1000 200 1000; 80/10/10 %% of --data)")
     md17.add_argument("--tp-backend", default=None, help="cg | gaunt_grid | gaunt_fourier | cueq")
-    md17.add_argument("--correlation", type=int, default=None, help="many-body order (1: NequIP-like)")
-    md17.add_argument("--lmax", type=int, default=None, help="degree of the edge harmonics and messages")
-    md17.add_argument("--node-lmax", type=int, default=None, help="degree of the hidden node features")
-    md17.add_argument("--cutoff", type=float, default=None, help="neighbour cutoff, Å")
-    md17.add_argument("--energy-weight", type=float, default=None)
-    md17.add_argument("--forces-weight", type=float, default=None)
+    md17.add_argument("--correlation", type=_POSITIVE_INT, default=None, help="many-body order (1: NequIP-like)")
+    md17.add_argument("--lmax", type=_NON_NEGATIVE_INT, default=None, help="degree of the edge harmonics and messages")
+    md17.add_argument("--node-lmax", type=_NON_NEGATIVE_INT, default=None, help="degree of the hidden node features")
+    md17.add_argument("--cutoff", type=_POSITIVE, default=None, help="neighbour cutoff, Å")
+    md17.add_argument("--energy-weight", type=_NON_NEGATIVE, default=None, help="weight of the energy loss")
+    md17.add_argument("--forces-weight", type=_NON_NEGATIVE, default=None, help="weight of the force loss")
     md17.add_argument("--dtype", default=None, help="float32 | float64")
     return parser
 

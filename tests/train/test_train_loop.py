@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from liequiv.train.loop import NonFiniteLossError, TrainConfig, fit
-from train_toy import ToyTask
+from liequiv.train.checkpoint import load_checkpoint
+from liequiv.train.distributed import DistributedContext
+from liequiv.train.loop import NonFiniteLossError, TrainConfig, evaluate, fit, reduce_metrics
+from train_toy import Line, Scale, ScaleTask, ToyTask
 
 
 def _config(run_dir: Path, **kwargs) -> TrainConfig:
@@ -30,6 +33,45 @@ def test_fit_learns_and_writes_its_files(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test_mse"] == pytest.approx(metrics["test_mse"])
     assert saved["parameters"] > 0 and saved["environment"]["torch"] == torch.__version__
+
+
+def _line_mse(weight: float, data: Line) -> float:
+    """The MSE of ``y = weight · x`` on ``data``, summed in Python."""
+    return sum((weight * x - y) ** 2 for x, y in zip(data.x.tolist(), data.y.tolist(), strict=True)) / len(data)
+
+
+@pytest.mark.parametrize("ema_decay", [None, 0.5])
+def test_test_metrics_and_best_pt_come_from_the_best_epoch(tmp_path: Path, ema_decay: float | None) -> None:
+    task = ScaleTask()
+    config = TrainConfig(task="scale", model="scale", **task.defaults("scale"), run_dir=str(tmp_path), plots=False,
+                         ema_decay=ema_decay)
+    metrics = fit(task, config, log=lambda s: None)
+    val = [record["val_mse"] for record in metrics["history"]]
+    best_epoch = 1 + val.index(min(val))
+    assert 1 < best_epoch < config.epochs  # w passes 0.3 mid-run (3 without EMA, 4 with it): the end is worse
+    assert metrics["best_epoch"] == best_epoch and metrics["best_val_mse"] == min(val)
+    best = load_checkpoint(tmp_path / "best.pt", task="scale", model="scale")
+    weight = float(best["model"]["weight"])
+    assert best["epoch"] == best_epoch
+    _, valid, test = task.datasets(config)
+    assert _line_mse(weight, valid) == pytest.approx(min(val), rel=1e-12)  # best.pt holds the best epoch's weights
+    assert metrics["test_mse"] == pytest.approx(_line_mse(weight, test), rel=1e-12)  # and they are tested
+    last = load_checkpoint(tmp_path / "last.pt", task="scale", model="scale")
+    last_weight = float(last["ema"]["module.weight"] if ema_decay else last["model"]["weight"])
+    assert _line_mse(last_weight, test) > 10 * metrics["test_mse"]  # the last weights would score much worse
+
+
+def test_evaluate_is_the_mse_over_all_samples() -> None:
+    task, model, data = ScaleTask(), Scale(), Line(7, 0.3, seed=3)
+    model.weight.data.fill_(0.5)
+    loader = DataLoader(data, batch_size=3, collate_fn=task.collate)  # batches of 3, 3 and 1 samples
+    assert evaluate(task, model, loader, DistributedContext()) == {"mse": pytest.approx(_line_mse(0.5, data),
+                                                                                        rel=1e-14)}
+
+
+def test_reduce_metrics_divides_sums_by_counts_and_roots_rmse() -> None:
+    totals = {"mse": torch.tensor([3.0, 4.0]), "force_rmse": torch.tensor([18.0, 2.0])}
+    assert reduce_metrics(totals, DistributedContext()) == {"force_rmse": 3.0, "mse": 0.75}
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:

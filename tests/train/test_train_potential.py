@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from liequiv.data.atoms import AtomsDataset, write_extxyz
-from liequiv.train.loop import TrainConfig
+from liequiv.train.checkpoint import load_checkpoint
+from liequiv.train.distributed import DistributedContext
+from liequiv.train.loop import TrainConfig, evaluate, fit
 from liequiv.train.potential import PotentialTask
 
 
@@ -84,6 +87,39 @@ def test_train_from_a_user_file(tmp_path: Path) -> None:
     assert metrics["test_force_rmse"] >= metrics["test_force_mae"]
     for name in ("learning_curves.png", "prediction.png", "best.pt", "last.pt"):
         assert (run_dir / name).stat().st_size > 0, name
+
+
+class FlippedForcesTask(PotentialTask):
+    """Copper clusters whose validation and test frames have their forces negated: as the model learns the
+    training forces, those errors grow, so the best validation epoch comes early and the last weights test worse."""
+
+    def datasets(self, config: TrainConfig) -> tuple[AtomsDataset, AtomsDataset, AtomsDataset]:
+        frames = _clusters(20)
+        flipped = [{**frame, "forces": -frame["forces"]} for frame in frames[12:]]
+        return AtomsDataset(frames[:12]), AtomsDataset(flipped[:4]), AtomsDataset(flipped[4:])
+
+
+def test_test_metrics_come_from_the_best_epoch(tmp_path: Path) -> None:
+    task = FlippedForcesTask()
+    defaults = task.defaults("tp-potential")
+    defaults["extra"].update({"lmax": 1, "cutoff": 4.0, "dtype": "float64", "correlation": 1})
+    options = {"hidden": 8, "layers": 1, "epochs": 2, "batch_size": 4, "lr": 5e-3, "ema_decay": 0.5}
+    config = TrainConfig(task="md17", model="tp-potential", **{**defaults, **options}, run_dir=str(tmp_path),
+                         plots=False)
+    metrics = fit(task, config, log=lambda s: None)
+    val = [record["val_loss"] for record in metrics["history"]]
+    assert metrics["best_epoch"] == 1 + val.index(min(val)) < config.epochs
+    train, _, test = task.datasets(config)
+    model = task.build_model(config, train)
+    loader = DataLoader(test, batch_size=4, collate_fn=task.collate)
+    model.load_state_dict(load_checkpoint(tmp_path / "best.pt", task="md17", model="tp-potential")["model"])
+    expected = evaluate(task, model, loader, DistributedContext())
+    for name, value in expected.items():
+        assert metrics[f"test_{name}"] == pytest.approx(value, rel=1e-9), name
+    ema = load_checkpoint(tmp_path / "last.pt", task="md17", model="tp-potential")["ema"]
+    model.load_state_dict({k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")})
+    last = evaluate(task, model, loader, DistributedContext())
+    assert last["loss"] != pytest.approx(expected["loss"], rel=1e-3)  # the last weights would test otherwise
 
 
 def test_options_of_another_task_are_refused(capsys) -> None:

@@ -3,7 +3,8 @@
 The cache lives in ``$LIEQUIV_CACHE`` if set, else ``~/.cache/liequiv``. A file that is missing, unreadable,
 truncated, lacks an expected array, or was written for other parameters is regenerated, with a message on
 stderr. Files are written to a temporary name and renamed into place, so concurrent writers (several
-training processes) never leave a half-written file behind.
+training processes) never leave a half-written file behind. A cache that cannot be written still gives the data
+(with a message); a generator that returns fewer arrays than required is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ def cached_arrays(path: str | os.PathLike, params: Mapping, build: Callable[[], 
     else:
         print(f"liequiv: cache file {path} not found; generating {what}", file=sys.stderr, flush=True)
     arrays = {name: np.asarray(value) for name, value in build().items()}
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise ValueError(f"the generator of {what} returned no {missing} (it returned {sorted(arrays)})")
     try:
         _write(path, arrays, text)
     except OSError as error:  # a read-only cache still gives the data, just not cached
-        print(f"liequiv: could not write cache file {path} ({error})", file=sys.stderr, flush=True)
+        print(f"liequiv: could not write cache file {path} ({error}); {what} will be generated again next time "
+              "(set $LIEQUIV_CACHE to a writable directory)", file=sys.stderr, flush=True)
     return arrays

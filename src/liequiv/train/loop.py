@@ -5,6 +5,8 @@ over batches and processes and divides once (names ending in ``_rmse`` are sums 
 of the mean). The task's ``monitor`` metric on the validation set picks the best epoch and drives the optional
 learning-rate schedule on plateau. Options: an exponential moving average of the weights (``ema_decay``; the
 average is what is validated, tested and saved as ``best.pt``), gradient clipping by norm (``clip_grad``).
+The test set is evaluated with the weights of the best validation epoch, the ones in ``best.pt`` (with that
+``epoch``, counted from 1); ``last.pt`` holds everything needed to resume.
 
 Data parallelism: each of ``world_size`` processes takes ``batch_size / world_size`` samples of every
 global batch (a ``DistributedSampler`` seeded by ``seed + epoch``), DDP averages the gradients, and
@@ -267,8 +269,8 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
         (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if best["state"] is not None:
-            torch.save({"task": task.name, "model_name": config.model, "config": asdict(config),
-                        "model": best["state"]}, run_dir / "best.pt")
+            save_checkpoint(run_dir / "best.pt", task=task.name, model_name=config.model, config=asdict(config),
+                            model=best["state"], epoch=best["epoch"], **{f"val_{monitor}": best["val"]})
         if config.plots:
             from liequiv.train.plots import plot_learning_curves
 

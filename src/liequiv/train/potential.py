@@ -77,6 +77,9 @@ class PotentialTask:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.dtype = DTYPES[dtype]
         self.weights = (float(extra.get("energy_weight", 1.0)), float(extra.get("forces_weight", 100.0)))
+        if min(self.weights) < 0 or max(self.weights) == 0:
+            raise ValueError(f"energy_weight and forces_weight must be non-negative and not both zero, "
+                             f"got {self.weights[0]} and {self.weights[1]}")
 
     def collate(self, samples: list[Any]) -> Batch:
         from liequiv.data.atoms import collate_atoms
