@@ -64,7 +64,7 @@ def test_forces_are_minus_the_gradient() -> None:
         plus[atom, axis] += eps
         minus[atom, axis] -= eps
         fd = (model(numbers, plus, edge_index)["energy"] - model(numbers, minus, edge_index)["energy"]) / (2 * eps)
-        assert abs(float(fd) + float(forces[atom, axis])) < 1e-7
+        assert abs(float(fd.detach()) + float(forces[atom, axis])) < 1e-7
 
 
 def test_smooth_at_the_cutoff_and_isolated_atoms() -> None:
