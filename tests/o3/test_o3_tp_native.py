@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from liequiv.o3 import kernels
 from liequiv.o3.irreps import Irreps
-from liequiv.o3.tensor_product.cg import _native_kernels
 from liequiv.o3.tensor_product.interface import ChannelwiseTensorProduct, TensorProduct
 
 F64 = torch.float64
 
-pytestmark = pytest.mark.skipif(_native_kernels() is None, reason="no C++ compiler (or LIEQUIV_NATIVE=0)")
+pytestmark = pytest.mark.skipif(not kernels.available("channelwise"), reason="no C++ compiler (or LIEQUIV_NATIVE=0)")
 
 
 def _message(L: int, mul: int, **kwargs) -> TensorProduct:

@@ -49,12 +49,11 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from liequiv import native
+from liequiv.o3 import kernels
 from liequiv.o3.harmonics import _check_lmax, _check_normalization, _degree_scale, spherical_harmonics
 from liequiv.o3.s2grid import (
     _by_m,
@@ -163,41 +162,9 @@ def grid_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str 
     return _grid_project((f1 * f2).reshape(-1, n_beta, n_alpha), phi, lam_back)
 
 
-_NATIVE_SOURCE = Path(__file__).with_name("csrc") / "grid_product.cpp"
-
-
-@functools.cache
-def _native_kernels() -> dict[torch.dtype, Callable[..., None]] | None:
-    """``{dtype: grid_product}`` of ``csrc/grid_product.cpp``, or None (see :mod:`liequiv.native`)."""
-    lib = native.load(_NATIVE_SOURCE)
-    if lib is None:
-        return None
-    kernels = {torch.float32: lib.grid_product_f32, torch.float64: lib.grid_product_f64}
-    args = ctypes.POINTER(_OperandArgs)
-    for fn in kernels.values():
-        fn.argtypes = [args, args, args, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        fn.restype = None
-    return kernels
-
-
 def native_grid_product_available() -> bool:
-    """Whether :func:`grid_product_by_m` runs the compiled kernel on the CPU (see :mod:`liequiv.native`)."""
-    return native.enabled() and _native_kernels() is not None
-
-
-class _OperandArgs(ctypes.Structure):
-    """``OperandArgs`` of ``csrc/grid_product.cpp``: one operand, as pointers in the dtype of the call."""
-
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("D", ctypes.c_int64),
-        ("base", ctypes.c_void_p),
-        ("step", ctypes.c_void_p),
-        ("scale", ctypes.c_void_p),
-        ("L", ctypes.c_int64),
-        ("table", ctypes.c_void_p),
-        ("phi", ctypes.c_void_p),
-    ]
+    """Whether :func:`grid_product_by_m` runs the compiled kernel on the CPU (see :mod:`liequiv.o3.kernels`)."""
+    return not torch.compiler.is_compiling() and kernels.available("grid_product")
 
 
 @dataclasses.dataclass(eq=False)
@@ -239,7 +206,7 @@ class GridLayout:
         if key not in self._cache:
             lam, phi, back = _grid_tensors(self.L, *grid, normalization, torch.empty(0, dtype=dtype))
             tensors = (self.base, self.step, self.scale.to(dtype), lam if self.table == "lam" else back, phi)
-            base, step, scale, table, phi_p = (native.ptr(t) for t in tensors)
+            base, step, scale, table, phi_p = (kernels.ptr(t) for t in tensors)
             self._cache[key] = (tensors, (base, step, scale, self.L, table, phi_p))
         return self._cache[key][1]
 
@@ -268,10 +235,11 @@ class _NativeGridProduct(torch.autograd.Function):
         ctx.args = (lx, ly, lo, Z, C, grid, normalization)
         out = (x.new_empty if lo.covered else x.new_zeros)(Z, lo.D)
         a, b, c = (
-            _OperandArgs(t.data_ptr(), layout.D, *layout.static_args(x.dtype, grid, normalization))
+            kernels.OperandArgs(t.data_ptr(), layout.D, *layout.static_args(x.dtype, grid, normalization))
             for t, layout in ((x, lx), (y, ly), (out, lo))
         )
-        _native_kernels()[x.dtype](ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), Z, C, *grid, native.threads())
+        fn = kernels.kernel("grid_product", "grid_product", x.dtype)
+        fn(ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), Z, C, *grid, kernels.threads())
         return out
 
     @staticmethod

@@ -38,15 +38,12 @@ values to round-off.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from liequiv import native
+from liequiv.o3 import kernels
 from liequiv.o3.constants import Float64Constants
 from liequiv.o3.tensor_product.interface import TensorProductSpec, register_backend
 from liequiv.o3.wigner import clebsch_gordan
@@ -311,7 +308,7 @@ class CGTensorProduct(Float64Constants):
         """Channel-wise, not under ``torch.compile``, kernels enabled and built."""
         if not self._native or torch.compiler.is_compiling():
             return False
-        return native.enabled() and _native_kernels() is not None
+        return kernels.available("channelwise")
 
     def _use_native(self, x1: Tensor) -> bool:
         """Whether the compiled kernel computes this call (also: float32 or float64 on the CPU)."""
@@ -322,10 +319,10 @@ class CGTensorProduct(Float64Constants):
         weights' row stride (0: shared)."""
         nw = self.spec.weight_numel
         paths = self.native_paths_w if weighted_only and self.native_paths_w is not None else self.native_paths
-        tables = [native.ptr(paths), paths.shape[0], native.ptr(self.native_ijk)]
-        sizes = [native.ptr(self.native_c), x1.shape[1], x2.shape[1], self.d_out, nw]
-        weights = [None, 0] if w is None else [native.ptr(w), 0 if w.ndim == 1 else nw]
-        return [*tables, *sizes, native.ptr(x1), native.ptr(x2), *weights]
+        tables = [kernels.ptr(paths), paths.shape[0], kernels.ptr(self.native_ijk)]
+        sizes = [kernels.ptr(self.native_c), x1.shape[1], x2.shape[1], self.d_out, nw]
+        weights = [None, 0] if w is None else [kernels.ptr(w), 0 if w.ndim == 1 else nw]
+        return [*tables, *sizes, kernels.ptr(x1), kernels.ptr(x2), *weights]
 
     def _native_forward(self, x1: Tensor, x2: Tensor, w: Tensor | None, weighted_only: bool = False) -> Tensor:
         """``x1 [Z, d1]``, ``x2 [Z, d2]``, ``w`` (None, ``[nw]`` or ``[Z, nw]``) -> ``[Z, d_out]``, compiled
@@ -334,7 +331,8 @@ class CGTensorProduct(Float64Constants):
         out = x1.new_empty(z, self.d_out)
         if z:
             args = self._native_args(x1, x2, w, weighted_only)
-            _native_kernels()[x1.dtype][0](*args, native.ptr(out), z, native.threads())
+            fn = kernels.kernel("channelwise", "channelwise_forward", x1.dtype)
+            fn(*args, kernels.ptr(out), z, kernels.threads())
         return out
 
     def _native_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, needs,
@@ -345,9 +343,10 @@ class CGTensorProduct(Float64Constants):
         gx2 = torch.empty_like(x2) if needs[1] else None
         gw = x1.new_empty(z, self.spec.weight_numel) if needs[2] and w is not None else None
         if z:
-            grads = [None if t is None else native.ptr(t) for t in (gx1, gx2, gw)]
+            grads = [None if t is None else kernels.ptr(t) for t in (gx1, gx2, gw)]
             args = self._native_args(x1, x2, w, weighted_only)
-            _native_kernels()[x1.dtype][1](*args, native.ptr(g), *grads, z, native.threads())
+            fn = kernels.kernel("channelwise", "channelwise_backward", x1.dtype)
+            fn(*args, kernels.ptr(g), *grads, z, kernels.threads())
         if gw is not None and w.ndim == 1:
             gw = gw.sum(0)
         return [gx1, gx2, gw]
@@ -362,9 +361,10 @@ class CGTensorProduct(Float64Constants):
                 torch.empty_like(g) if needs[3] else None]
         if z:
             args = self._native_args(x1, x2, w, weighted_only)
-            given = [None if t is None else native.ptr(t) for t in incoming]
-            gx1, gx2, gw, gg = (None if t is None else native.ptr(t) for t in outs)
-            _native_kernels()[x1.dtype][2](*args, native.ptr(g), *given, gg, gx1, gx2, gw, z, native.threads())
+            given = [None if t is None else kernels.ptr(t) for t in incoming]
+            gx1, gx2, gw, gg = (None if t is None else kernels.ptr(t) for t in outs)
+            fn = kernels.kernel("channelwise", "channelwise_double_backward", x1.dtype)
+            fn(*args, kernels.ptr(g), *given, gg, gx1, gx2, gw, z, kernels.threads())
         if outs[2] is not None and w.ndim == 1:
             outs[2] = outs[2].sum(0)
         return outs
@@ -769,29 +769,6 @@ class _ChannelwiseBackward(torch.autograd.Function):
         g3 = _channelwise_grads(module, part, a1, x2, w, g, (False, False, nw)) if a1 is not None else none
         g4 = _channelwise_grads(module, part, x1, a2, w, g, (False, False, nw)) if a2 is not None else none
         return None, None, None, _add(g1[0], g2[0]), _add(g1[1], g2[1]), _add(g3[2], g4[2]), grad_g
-
-
-_NATIVE_SOURCE = Path(__file__).parent.parent / "csrc" / "channelwise.cpp"
-
-
-@functools.cache
-def _native_kernels() -> dict[torch.dtype, tuple] | None:
-    """``{dtype: (forward, backward, double backward)}`` of ``csrc/channelwise.cpp``, or None (see
-    :mod:`liequiv.native`)."""
-    lib = native.load(_NATIVE_SOURCE)
-    if lib is None:
-        return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    head = [p, i64, p, p, i64, i64, i64, i64, p, p, p, i64]
-    kernels = {}
-    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
-        fwd, bwd, bwd2 = (getattr(lib, f"channelwise_{name}_{suffix}")
-                          for name in ("forward", "backward", "double_backward"))
-        fwd.argtypes, bwd.argtypes = [*head, p, i64, i32], [*head, p, p, p, p, i64, i32]
-        bwd2.argtypes = [*head, p, p, p, p, p, p, p, p, i64, i32]
-        fwd.restype = bwd.restype = bwd2.restype = None
-        kernels[dtype] = (fwd, bwd, bwd2)
-    return kernels
 
 
 def _factory(spec: TensorProductSpec) -> nn.Module:
