@@ -360,3 +360,50 @@ def test_operator_in_the_compiled_and_exported_graphs():
     targets = [str(node.target) for node in exported.graph.nodes]
     assert "liequiv.harmonics.default" in targets
     torch.testing.assert_close(exported.module()(v), spherical_harmonics(4, v), atol=0, rtol=0)
+
+
+def _scipy_oracle(lmax: int, v: torch.Tensor) -> torch.Tensor:
+    """``[N, (lmax+1)^2]`` in our basis from scipy's complex harmonics (independent of this library and of e3nn).
+
+    The polar axis is ``y`` and the azimuth runs from ``z`` towards ``x``; scipy's ``Y_l^k`` carry the
+    Condon-Shortley phase ``(-1)^k``, which the real basis drops: ``Y_l0 = sqrt(4π) Y_l^0``, and for ``k > 0``
+    ``Y_{l,±k} = sqrt(8π) (-1)^k (Re, Im) Y_l^k``.
+    """
+    from scipy.special import sph_harm_y
+
+    x, y, z = (c.numpy() for c in (v / v.norm(dim=-1, keepdim=True)).unbind(-1))
+    beta, alpha = np.arccos(np.clip(y, -1, 1)), np.arctan2(x, z)
+    cols = []
+    for l in range(lmax + 1):
+        for m in range(-l, l + 1):
+            k = abs(m)
+            c = sph_harm_y(l, k, beta, alpha)
+            if m == 0:
+                cols.append(math.sqrt(4 * math.pi) * c.real)
+            else:
+                cols.append(math.sqrt(8 * math.pi) * (-1) ** k * (c.real if m > 0 else c.imag))
+    return torch.tensor(np.stack(cols, -1))
+
+
+def test_scipy_oracle_agrees_with_e3nn_at_low_degree():
+    # the conversion of the oracle, checked against e3nn where e3nn exists (l <= 12)
+    ref = o3.spherical_harmonics(list(range(7)), X, normalize=True, normalization="component")
+    torch.testing.assert_close(_scipy_oracle(6, X), ref, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("lmax", [13, 20, 24])
+def test_high_degrees_match_scipy(lmax, kernel):
+    # above e3nn's l = 12: every degree against scipy, on random points, the poles and the equator
+    special = [[0, 1.0, 0], [0, -1.0, 0], [1.0, 0, 0], [0, 0, 1.0], [1e-3, 1.0, -2e-3]]
+    v = torch.cat([X, torch.tensor(special, dtype=torch.float64)])
+    ref = _scipy_oracle(lmax, v)
+    ours = spherical_harmonics(lmax, v)
+    torch.testing.assert_close(ours, ref, atol=1e-10, rtol=0)
+    # solid harmonics: r^l Y_l(v / r)
+    r = torch.linspace(0.5, 2.0, v.shape[0], dtype=torch.float64)[:, None]
+    degree = torch.cat([torch.full((2 * l + 1,), l, dtype=torch.float64) for l in range(lmax + 1)])
+    solid = spherical_harmonics(lmax, v / v.norm(dim=-1, keepdim=True) * r, normalize=False)
+    torch.testing.assert_close(solid / r**degree, ref, atol=1e-10, rtol=0)
+    ours32 = spherical_harmonics(lmax, v.float())
+    # float32: the error grows near the poles with the degree (the docstring's accuracy)
+    torch.testing.assert_close(ours32.double(), ref, atol=5e-6 * (lmax + 1) ** 2, rtol=0)
