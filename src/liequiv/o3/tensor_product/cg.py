@@ -56,7 +56,7 @@ __all__ = ["CGTensorProduct"]
 _DENSE_WASTE = 3.0
 
 
-class _Class(NamedTuple):
+class _UvuClass(NamedTuple):
     """uvu paths of one x1 block, one output degree and one x2 multiplicity."""
 
     block1: int
@@ -71,16 +71,15 @@ class _Class(NamedTuple):
     kernel: str  # "first", "outer" or "after"
 
 
-class _Group(NamedTuple):
+class _UuuGroup(NamedTuple):
     """uuu paths of one pair of blocks."""
 
-    mode: str
     block1: int
     u: int
     d1: int
     k: int  # Σ d3 over the paths
-    v: int  # first column of the x2 block
-    stage: int  # d2
+    x2_start: int  # first column of the x2 block
+    d2: int
 
 
 class _Permute(torch.autograd.Function):
@@ -178,7 +177,7 @@ class CGTensorProduct(Float64Constants):
             return len(b_cols[s]) - 1
 
         # ---- uvu classes ----
-        self._classes: list[_Class] = []
+        self._classes: list[_UvuClass] = []
         class_out: list[Tensor] = []  # output index of every entry, layout [P, u, d3]
         w_order: list[Tensor] = []  # flat weight index per class, layout [P, u, v]
         for (b, l3, v), ns in classes.items():
@@ -205,7 +204,7 @@ class CGTensorProduct(Float64Constants):
             if kernel == "after":
                 table = table.transpose(1, 2)  # columns (i, p, k)
             pos = add_columns(s, table)
-            self._classes.append(_Class(b, u, d1, d3, v, len(ns), s, pos, weighted, kernel))
+            self._classes.append(_UvuClass(b, u, d1, d3, v, len(ns), s, pos, weighted, kernel))
             class_out.append(oidx)
             w_order.append(widx.reshape(-1))
         order = torch.cat(w_order) if w_order else torch.zeros(0, dtype=torch.long)
@@ -215,7 +214,7 @@ class CGTensorProduct(Float64Constants):
         self._buffer("class_worder", order)
 
         # ---- uvw: one batched product per output block, the contraction running over its paths ----
-        self._groups: list[_Group] = []
+        self._uuu_groups: list[_UuuGroup] = []
         group_out: list[Tensor] = []
         self._uvw = self._build_uvw(spec, uvw_x1, uvw_x2, rows, stage_of_v, add_columns, cg)
 
@@ -239,8 +238,8 @@ class CGTensorProduct(Float64Constants):
                 widx[:, k0 : k0 + d3] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else one
                 oidx[:, k0 : k0 + d3] = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
                 k0 += d3
-            g = len(self._groups)
-            self._groups.append(_Group("uuu", b, u, ir1.dim, k_tot, s2[c].start, d2))
+            g = len(self._uuu_groups)
+            self._uuu_groups.append(_UuuGroup(b, u, ir1.dim, k_tot, s2[c].start, d2))
             self._buffer(f"B_uuu_{g}", table.reshape(ir1.dim * d2, k_tot), const=True)
             self._buffer(f"widx_{g}", widx if _weighted({ins_all[n].has_weight for n in ns}) != "none" else None)
             group_out.append(oidx)
@@ -624,18 +623,16 @@ class CGTensorProduct(Float64Constants):
             return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
 
         ys = [y.flatten(1) for y in outs]
-        for g, gr in enumerate(self._groups):
+        for g, gr in enumerate(self._uuu_groups):
             x1b = x1_blocks[gr.block1].reshape(z, gr.u, gr.d1)
-            if gr.mode == "uuu":
-                # per channel, the product x1 ⊗ x2 [Z·u, d1·d2] against all tables of the pair: one matrix product
-                x2c = x2[:, gr.v : gr.v + gr.u * gr.stage].reshape(z, gr.u, 1, gr.stage)
-                xx = (x1b.unsqueeze(-1) * x2c).reshape(z * gr.u, gr.d1 * gr.stage)
-                y = (xx @ getattr(self, f"B_uuu_{g}").to(dtype)).reshape(z, gr.u, gr.k)
-                widx = getattr(self, f"widx_{g}")
-                if widx is not None and w is not None:
-                    y = y * self._extend(w).index_select(-1, widx.reshape(-1)).reshape(*wb, *widx.shape)
-                ys.append(y.flatten(1))
-                continue
+            # per channel, the product x1 ⊗ x2 [Z·u, d1·d2] against all tables of the pair: one matrix product
+            x2c = x2[:, gr.x2_start : gr.x2_start + gr.u * gr.d2].reshape(z, gr.u, 1, gr.d2)
+            xx = (x1b.unsqueeze(-1) * x2c).reshape(z * gr.u, gr.d1 * gr.d2)
+            y = (xx @ getattr(self, f"B_uuu_{g}").to(dtype)).reshape(z, gr.u, gr.k)
+            widx = getattr(self, f"widx_{g}")
+            if widx is not None and w is not None:
+                y = y * self._extend(w).index_select(-1, widx.reshape(-1)).reshape(*wb, *widx.shape)
+            ys.append(y.flatten(1))
         if self._uvw:
             x2_blocks = x2.split([mul_ir.dim for mul_ir in self.spec.irreps_in2], 1)
             ys += self._forward_uvw(x1, x2, w, x1_blocks, x2_blocks, stage1)
