@@ -283,7 +283,7 @@ def native_grid_product(
         x, y, *(layout.tensors(x.dtype, grid, normalization) for layout in layouts), [lx.L, ly.L, lo.L], lo.D,
         [lx.covered, ly.covered, lo.covered], [lx.shared, ly.shared, lo.shared], C, list(grid),
     )
-    return _grid_product_cpu(*args) if kernels.eager(x, y) else _grid_product_op(*args)
+    return _grid_product_op(*args)
 
 
 def _native_grid_product(

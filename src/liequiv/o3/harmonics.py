@@ -493,9 +493,8 @@ def spherical_harmonics(
     batch = vectors.shape[:-1]
     v = vectors.reshape(-1, 3) if vectors.ndim != 2 else vectors
     if normalize and kernels.supports(v) and kernels.available("harmonics"):
-        if kernels.eager(v):
-            return _restore(_native_forward(v, lmax, normalization), batch, in_dtype)
-        if lmax > 0:  # (lmax 0 is a constant: the closed form below keeps it in the graph)
+        if lmax > 0 or not (torch.is_grad_enabled() and v.requires_grad):
+            # (lmax 0 is a constant: the closed form below keeps it in the graph)
             return _restore(_harmonics_op(v, lmax, normalization), batch, in_dtype)
     if not normalize:
         return _restore(_solid_recurrence(lmax, v, normalization), batch, in_dtype)

@@ -7,8 +7,8 @@ OpenMP threads. :data:`_ABI` declares all of them; :func:`kernel` returns one fo
 The kernels are exposed as operators ``torch.ops.liequiv.*``, defined in :data:`LIBRARY` next to their math
 (:mod:`liequiv.o3.harmonics`, :mod:`liequiv.o3.tensor_product.cg`, :mod:`liequiv.o3.gaunt`): a CPU
 implementation calling the kernel, a fake implementation (shapes and dtypes, for ``torch.compile`` and
-``torch.export``) and an autograd formula whose backward is again an operator. Eager calls that need no gradient
-call the CPU implementation directly (:func:`eager`): the dispatcher would add more than the smallest kernels cost.
+``torch.export``) and an autograd formula whose backward is again an operator. Eager calls skip the dispatcher
+(:class:`Operator`): it would add more than the smallest kernels cost.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from liequiv import native
 
-__all__ = ["LIBRARY", "OperandArgs", "available", "define", "eager", "kernel", "ptr", "supports", "threads"]
+__all__ = ["LIBRARY", "OperandArgs", "Operator", "available", "define", "kernel", "ptr", "supports", "threads"]
 
 _CSRC = Path(__file__).with_name("csrc")
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -108,15 +108,50 @@ def supports(t: Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype in _SUFFIX
 
 
-def eager(*tensors: Tensor | None) -> bool:
-    """True for an eager call that records no gradient (then the CPU implementation is called directly)."""
+def _plain(tensors: list[Tensor]) -> bool:
+    """Real CPU tensors of an eager call: not traced (``torch.compile``, ``torch.export``: fake or functional
+    tensors) and not wrapped by ``torch.func``."""
     if torch.compiler.is_compiling():
         return False
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+    return all(type(t) is Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
 ptr = native.ptr
 threads = native.threads
+
+
+class Operator:
+    """A ``liequiv::`` operator, called the cheapest way that records what the call needs.
+
+    Traced calls (``torch.compile``, ``torch.export``, ``torch.func``) go through the dispatcher, so that the graph
+    holds the operator. Eager calls skip it (it costs more than the smallest kernels): without a gradient to record
+    they call the CPU implementation, else an ``autograd.Function`` made of the same implementation and the same
+    autograd formula as the operator's registration.
+    """
+
+    def __init__(self, op: torch._ops.OpOverload, cpu: Callable[..., object], function: type | None) -> None:
+        self.op, self.cpu, self.function = op, cpu, function
+
+    def __call__(self, *args: object) -> object:
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if not _plain(tensors):
+            return self.op(*args)
+        if self.function is not None and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return self.function.apply(*args)
+        return self.cpu(*args)
+
+
+def _function(cpu: Callable[..., object], backward: Callable[..., object], setup_context: Callable[..., None]) -> type:
+    """The ``autograd.Function`` of eager calls: the operator's implementation and autograd formula."""
+
+    def vjp(ctx, *grads):  # one None for a list of tensors (the operator's formula gives one per element)
+        return tuple(None if isinstance(g, list) else g for g in backward(ctx, *grads))
+
+    return type("EagerOperator", (torch.autograd.Function,), {
+        "forward": staticmethod(lambda *args: cpu(*args)),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(vjp),
+    })
 
 
 def define(
@@ -125,13 +160,15 @@ def define(
     fake: Callable[..., object],
     backward: Callable[..., object] | None = None,
     setup_context: Callable[..., None] | None = None,
-) -> torch._ops.OpOverload:
+) -> Operator:
     """Define ``liequiv::<schema>`` with its CPU implementation, its fake (shapes, dtypes) and, when given, its
-    autograd formula (see ``torch.library.register_autograd``); returns the operator."""
+    autograd formula (see ``torch.library.register_autograd``); returns it as an :class:`Operator`."""
     name = schema.split("(", 1)[0]
     LIBRARY.define(schema)
     LIBRARY.impl(name, cpu, "CPU")
     torch.library.register_fake(f"liequiv::{name}", fake, lib=LIBRARY)
+    function = None
     if backward is not None:
         torch.library.register_autograd(f"liequiv::{name}", backward, setup_context=setup_context, lib=LIBRARY)
-    return getattr(torch.ops.liequiv, name).default
+        function = _function(cpu, backward, setup_context)
+    return Operator(getattr(torch.ops.liequiv, name).default, cpu, function)

@@ -317,7 +317,7 @@ class CGTensorProduct(Float64Constants):
         weighted = self.native_paths if self.native_paths_w is None else self.native_paths_w
         args = (x1.contiguous(), x2.contiguous(), None if w is None else w.contiguous(), self.native_paths, weighted,
                 self.native_ijk, self.native_c, self.d_out, self.spec.weight_numel)
-        return _channelwise_cpu(*args) if kernels.eager(x1, x2, w) else _channelwise_op(*args)
+        return _channelwise_op(*args)
 
 
     def _build_dense(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
