@@ -247,3 +247,17 @@ def test_native_grid_product_gradcheck_float32_and_empty(monkeypatch):
     monkeypatch.setenv("LIEQUIV_NATIVE", "0")
     z = gaunt_module.grid_product_by_m(_by_m(x1[:1], 2), _by_m(x2.expand(3, 2, 4), 1), 3)
     torch.testing.assert_close(y, z, atol=1e-12, rtol=0)
+
+
+def test_grid_product_operator_passes_opcheck():
+    if not gaunt_module.native_grid_product_available():
+        pytest.skip("no C++ compiler")
+    x = torch.randn(3, 2 * 15, dtype=F64, requires_grad=True)  # 2 channels of degree 2 by m
+    y = torch.randn(3, 6, dtype=F64, requires_grad=True)  # one degree-1 signal shared by the channels
+    layouts = (gaunt_module.by_m_layout(2, 2, "lam", False), gaunt_module.by_m_layout(1, 2, "lam", True),
+               gaunt_module.by_m_layout(3, 2, "back", False))
+    grid = gaunt_module.grid_product_shape(2, 1, 3)
+    lx, ly, lo = layouts
+    args = (x, y, *(t.tensors(F64, grid, "component") for t in layouts), [2, 1, 3], lo.D,
+            [lx.covered, ly.covered, lo.covered], [lx.shared, ly.shared, lo.shared], 2, list(grid))
+    torch.library.opcheck(torch.ops.liequiv.grid_product.default, args)

@@ -9,6 +9,7 @@ from e3nn import o3
 
 import liequiv.o3.harmonics as harmonics_module
 from liequiv import native
+from liequiv.o3 import kernels
 from liequiv.o3.harmonics import spherical_harmonics
 from liequiv.o3.wigner import wigner_D
 
@@ -36,7 +37,7 @@ def kernel(request, monkeypatch):
     """Run a test with the compiled forward (the default on the CPU) and with the plain torch forward."""
     if request.param == "torch":
         monkeypatch.setenv("LIEQUIV_NATIVE", "0")
-    elif harmonics_module._native_kernels() is None:
+    elif not kernels.available("harmonics"):
         pytest.skip("no C++ compiler")
     return request.param
 
@@ -182,26 +183,32 @@ def test_zero_vector():
     assert (jac[0, 4:] == 0).all() and (jac[0, 0] == 0).all()
 
 
+def _count_kernel_calls(monkeypatch) -> list[str]:
+    """The names of the compiled harmonics kernels called from now on."""
+    calls = []
+    real = kernels.kernel
+    monkeypatch.setattr(kernels, "kernel", lambda source, name, dtype: calls.append(name) or real(source, name, dtype))
+    return calls
+
+
 def test_native_kernel_is_built_and_used(monkeypatch):
     # where a compiler exists (CI has one) the compiled kernels must build, and they run with and without autograd
     if native._compiler() is None:
         pytest.skip("no C++ compiler")
-    assert harmonics_module._native_kernels() is not None
-    calls = []
-    real = harmonics_module._native_forward
-    monkeypatch.setattr(harmonics_module, "_native_forward", lambda *a: calls.append(1) or real(*a))
+    assert kernels.available("harmonics")
+    calls = _count_kernel_calls(monkeypatch)
     spherical_harmonics(3, X)
     spherical_harmonics(3, X.clone().requires_grad_())
     with torch.no_grad():
         spherical_harmonics(3, X.clone().requires_grad_())
     monkeypatch.setenv("LIEQUIV_NATIVE", "0")
     spherical_harmonics(3, X)
-    assert len(calls) == 3
+    assert calls == ["harmonics_forward"] * 3
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_native_backward_equals_torch_backward(dtype, monkeypatch):
-    if harmonics_module._native_kernels() is None:
+    if not kernels.available("harmonics"):
         pytest.skip("no C++ compiler")
     # the origin, a tiny vector (gradient ~ 1/|v|), the poles, a non-contiguous batch and block tails
     v = torch.cat([torch.zeros(1, 3), torch.tensor([[0, 1e-20, 0], [0, 1.0, 0], [0, -2.0, 0]]), torch.randn(99, 3)])
@@ -224,7 +231,7 @@ def test_native_backward_equals_torch_backward(dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("normalization", ["component", "norm", "integral"])
 def test_native_equals_torch_forward(dtype, normalization, monkeypatch):
-    if harmonics_module._native_kernels() is None:
+    if not kernels.available("harmonics"):
         pytest.skip("no C++ compiler")
     # 0 and tiny vectors, poles, a non-contiguous input and every block tail (sizes around the block of 32 points)
     v = torch.cat([torch.zeros(1, 3), torch.tensor([[0, 1e-30, 0], [0, 1.0, 0], [0, -2.0, 0]]), torch.randn(99, 3)])
@@ -291,3 +298,112 @@ def test_matches_sphericart_if_installed():
     lmax = 16
     ref = sphericart_torch.SphericalHarmonics(lmax)(X[:, [2, 0, 1]])
     torch.testing.assert_close(spherical_harmonics(lmax, X, normalization="integral"), ref, atol=1e-11, rtol=0)
+
+
+needs_kernels = pytest.mark.skipif(not kernels.available("harmonics"), reason="no C++ compiler (or LIEQUIV_NATIVE=0)")
+
+
+@needs_kernels
+def test_operators_pass_opcheck():
+    # schemas, fake implementations (shapes, dtypes) and autograd registrations, as torch.library checks them
+    v = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(7, 16, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.liequiv.harmonics.default, (v, 3, "norm"))
+    torch.library.opcheck(torch.ops.liequiv.harmonics_backward.default, (v, g, 3, "norm"))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_and_eager_kernels_equal_the_torch_path(dtype, monkeypatch):
+    # under torch.compile (inductor) the operators are in the graph and run the compiled kernels; values, gradients
+    # and the derivative of the gradient (forces in training), compiled and eager, equal the plain torch path
+    torch._dynamo.reset()
+    v = torch.randn(40, 3, dtype=dtype, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    g = torch.randn(40, 36, dtype=dtype, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    a = torch.randn(40, 3, dtype=dtype, generator=torch.Generator().manual_seed(3))
+
+    def results(sh, grad_of):  # value, gradient, and the gradient's derivatives for v and g
+        gv = grad_of(v, g)
+        return sh(v), gv, *torch.autograd.grad(gv, (v, g), a)
+
+    def eager_grad(v, g):
+        return torch.autograd.grad(spherical_harmonics(5, v), v, g, create_graph=True)[0]
+
+    with monkeypatch.context() as m:
+        m.setenv("LIEQUIV_NATIVE", "0")
+        reference = results(lambda v: spherical_harmonics(5, v), eager_grad)
+    eager = results(lambda v: spherical_harmonics(5, v), eager_grad)
+    calls = _count_kernel_calls(monkeypatch)
+    compiled = results(
+        torch.compile(lambda v: spherical_harmonics(5, v), fullgraph=True),
+        # the gradient as the operator, so that its own derivative is taken through the compiled graph
+        torch.compile(lambda v, g: torch.ops.liequiv.harmonics_backward(v, g, 5, "component"), fullgraph=True),
+    )
+    assert calls == ["harmonics_backward", "harmonics_forward"]
+    tol = {"atol": 1e-11, "rtol": 1e-11} if dtype == torch.float64 else {"atol": 2e-3, "rtol": 1e-4}
+    for ours, eager_value, ref in zip(compiled, eager, reference):
+        torch.testing.assert_close(ours, eager_value, **tol)
+        torch.testing.assert_close(ours, ref, **tol)
+
+
+@needs_kernels
+def test_operator_in_the_compiled_and_exported_graphs():
+    v = torch.randn(5, 3)
+    explained = torch._dynamo.explain(lambda v: spherical_harmonics(4, v))(v)
+    assert explained.graph_break_count == 0 and "liequiv.harmonics" in explained.graphs[0].code
+
+    class Sh(torch.nn.Module):
+        def forward(self, v):
+            return spherical_harmonics(4, v)
+
+    exported = torch.export.export(Sh(), (v,))
+    targets = [str(node.target) for node in exported.graph.nodes]
+    assert "liequiv.harmonics.default" in targets
+    torch.testing.assert_close(exported.module()(v), spherical_harmonics(4, v), atol=0, rtol=0)
+
+
+def _scipy_oracle(lmax: int, v: torch.Tensor) -> torch.Tensor:
+    """``[N, (lmax+1)^2]`` in our basis from scipy's complex harmonics (independent of this library and of e3nn).
+
+    The polar axis is ``y`` and the azimuth runs from ``z`` towards ``x``; scipy's ``Y_l^k`` carry the
+    Condon-Shortley phase ``(-1)^k``, which the real basis drops: ``Y_l0 = sqrt(4π) Y_l^0``, and for ``k > 0``
+    ``Y_{l,±k} = sqrt(8π) (-1)^k (Re, Im) Y_l^k``.
+    """
+    from scipy.special import sph_harm_y
+
+    x, y, z = (c.numpy() for c in (v / v.norm(dim=-1, keepdim=True)).unbind(-1))
+    beta, alpha = np.arccos(np.clip(y, -1, 1)), np.arctan2(x, z)
+    cols = []
+    for l in range(lmax + 1):
+        for m in range(-l, l + 1):
+            k = abs(m)
+            c = sph_harm_y(l, k, beta, alpha)
+            if m == 0:
+                cols.append(math.sqrt(4 * math.pi) * c.real)
+            else:
+                cols.append(math.sqrt(8 * math.pi) * (-1) ** k * (c.real if m > 0 else c.imag))
+    return torch.tensor(np.stack(cols, -1))
+
+
+def test_scipy_oracle_agrees_with_e3nn_at_low_degree():
+    # the conversion of the oracle, checked against e3nn where e3nn exists (l <= 12)
+    ref = o3.spherical_harmonics(list(range(7)), X, normalize=True, normalization="component")
+    torch.testing.assert_close(_scipy_oracle(6, X), ref, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("lmax", [13, 20, 24])
+def test_high_degrees_match_scipy(lmax, kernel):
+    # above e3nn's l = 12: every degree against scipy, on random points, the poles and the equator
+    special = [[0, 1.0, 0], [0, -1.0, 0], [1.0, 0, 0], [0, 0, 1.0], [1e-3, 1.0, -2e-3]]
+    v = torch.cat([X, torch.tensor(special, dtype=torch.float64)])
+    ref = _scipy_oracle(lmax, v)
+    ours = spherical_harmonics(lmax, v)
+    torch.testing.assert_close(ours, ref, atol=1e-10, rtol=0)
+    # solid harmonics: r^l Y_l(v / r)
+    r = torch.linspace(0.5, 2.0, v.shape[0], dtype=torch.float64)[:, None]
+    degree = torch.cat([torch.full((2 * l + 1,), l, dtype=torch.float64) for l in range(lmax + 1)])
+    solid = spherical_harmonics(lmax, v / v.norm(dim=-1, keepdim=True) * r, normalize=False)
+    torch.testing.assert_close(solid / r**degree, ref, atol=1e-10, rtol=0)
+    ours32 = spherical_harmonics(lmax, v.float())
+    # float32: the error grows near the poles with the degree (the docstring's accuracy)
+    torch.testing.assert_close(ours32.double(), ref, atol=5e-6 * (lmax + 1) ** 2, rtol=0)

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from liequiv.o3 import kernels
 from liequiv.o3.irreps import Irreps
-from liequiv.o3.tensor_product.cg import _native_kernels
 from liequiv.o3.tensor_product.interface import ChannelwiseTensorProduct, TensorProduct
 
 F64 = torch.float64
 
-pytestmark = pytest.mark.skipif(_native_kernels() is None, reason="no C++ compiler (or LIEQUIV_NATIVE=0)")
+pytestmark = pytest.mark.skipif(not kernels.available("channelwise"), reason="no C++ compiler (or LIEQUIV_NATIVE=0)")
 
 
 def _message(L: int, mul: int, **kwargs) -> TensorProduct:
@@ -159,11 +159,65 @@ def test_batch_chunks_and_fallbacks(monkeypatch):
     assert not mul2.backend._native  # x2 block of multiplicity 2: torch path
 
 
-def test_torch_compile_runs_the_torch_path():
-    tp = _make("message_L1", "per_sample")
-    inputs = _inputs(tp, 5, "per_sample")
-    compiled = torch.compile(tp, fullgraph=True)
-    torch.testing.assert_close(compiled(*inputs), tp(*inputs), atol=1e-12, rtol=0)
+def _count_kernel_calls(monkeypatch) -> list[str]:
+    calls = []
+    real = kernels.kernel
+    monkeypatch.setattr(kernels, "kernel", lambda source, name, dtype: calls.append(name) or real(source, name, dtype))
+    return calls
+
+
+@pytest.mark.parametrize("weights", ["per_sample", "shared"])
+def test_torch_compile_runs_the_kernels(monkeypatch, weights):
+    # inductor puts liequiv::channelwise and liequiv::channelwise_backward in its graphs; values, gradients and the
+    # derivatives of the gradients (forces in training) equal eager and the torch path
+    torch._dynamo.reset()
+    tp = _make("part_weighted", weights)
+    leaves = _inputs(tp, 9, weights, requires_grad=True)
+    g = torch.Generator().manual_seed(3)
+    cotangent = torch.randn(9, tp.irreps_out.dim, generator=g, dtype=F64, requires_grad=True)
+    probes = [torch.randn(t.shape, generator=g, dtype=F64) for t in leaves]
+
+    def results(product, gradients):
+        grads = gradients(*leaves, cotangent)
+        loss = sum((gr * p).sum() for gr, p in zip(grads, probes))
+        return product(*leaves), *grads, *torch.autograd.grad(loss, [*leaves, cotangent])
+
+    def eager_gradients(*args):
+        return torch.autograd.grad(tp(*args[:-1]), args[:-1], args[-1], create_graph=True)
+
+    b = tp.backend
+    weighted = b.native_paths_w if b.native_paths_w is not None else b.native_paths
+
+    def op_gradients(x1, x2, w, cot):  # the backward operator itself, so that its derivative is compiled
+        return torch.ops.liequiv.channelwise_backward(x1, x2, w, cot, b.native_paths, weighted, b.native_ijk,
+                                                      b.native_c, tp.weight_numel, [True, True, True])
+
+    reference = _torch_path(monkeypatch, lambda: results(tp, eager_gradients))
+    eager = results(tp, eager_gradients)
+    calls = _count_kernel_calls(monkeypatch)
+    compiled = results(torch.compile(tp, fullgraph=True), torch.compile(op_gradients, fullgraph=True))
+    assert calls[:2] == ["channelwise_backward", "channelwise_forward"]
+    for ours, eager_value, ref in zip(compiled, eager, reference):
+        torch.testing.assert_close(ours, eager_value, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(ours, ref, atol=1e-10, rtol=1e-10)
+    explained = torch._dynamo.explain(tp)(*[t.detach() for t in leaves])
+    assert explained.graph_break_count == 0 and "liequiv.channelwise" in explained.graphs[0].code
+
+
+@pytest.mark.parametrize("weights", ["per_sample", "shared"])
+def test_operators_pass_opcheck(weights):
+    tp = _make("part_weighted", weights)
+    x1, x2, w = _inputs(tp, 4, weights, requires_grad=True)
+    b = tp.backend
+    tables = (b.native_paths, b.native_paths_w, b.native_ijk, b.native_c)
+    g = torch.randn(4, tp.irreps_out.dim, dtype=F64, requires_grad=True)
+    ops = torch.ops.liequiv
+    torch.library.opcheck(ops.channelwise.default, (x1, x2, w, *tables, tp.irreps_out.dim, tp.weight_numel))
+    for needs in ([True, True, True], [False, True, False]):
+        torch.library.opcheck(ops.channelwise_backward.default, (x1, x2, w, g, *tables, tp.weight_numel, needs))
+    a = [torch.randn_like(t) for t in (x1, x2, w)]
+    args = (x1.detach(), x2.detach(), w.detach(), g.detach(), *a, *tables, tp.weight_numel, [True, False, True, True])
+    torch.library.opcheck(ops.channelwise_double_backward.default, args, test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("name", list(MAKERS))

@@ -30,7 +30,8 @@ compiled kernel, ``csrc/grid_product.cpp`` (built on first use by :mod:`liequiv.
 no compiler exists): one SIMD vector of signals (8 with AVX2, 16 with AVX-512), the whole grid of a block in the
 cache, the symmetry ``α -> 2π - α`` of the grid halving the azimuthal sums, and reading and writing e3nn's layout
 directly. It is trilinear in (input, input, cotangent), so its gradients are the same kernel with the tables
-exchanged, to any order.
+exchanged, to any order. It is the operator ``torch.ops.liequiv.grid_product`` (:mod:`liequiv.o3.kernels`), which
+``torch.compile`` keeps in its graphs.
 
 Measured (``benchmarks/bench_o3.py --section c``, the full product of two signals of degrees ``0..L`` with 16
 channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is 29-35x faster
@@ -49,12 +50,11 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from liequiv import native
+from liequiv.o3 import kernels
 from liequiv.o3.harmonics import _check_lmax, _check_normalization, _degree_scale, spherical_harmonics
 from liequiv.o3.s2grid import (
     _by_m,
@@ -163,41 +163,9 @@ def grid_product_by_m(a1: Tensor, a2: Tensor, lmax_out: int, normalization: str 
     return _grid_project((f1 * f2).reshape(-1, n_beta, n_alpha), phi, lam_back)
 
 
-_NATIVE_SOURCE = Path(__file__).with_name("csrc") / "grid_product.cpp"
-
-
-@functools.cache
-def _native_kernels() -> dict[torch.dtype, Callable[..., None]] | None:
-    """``{dtype: grid_product}`` of ``csrc/grid_product.cpp``, or None (see :mod:`liequiv.native`)."""
-    lib = native.load(_NATIVE_SOURCE)
-    if lib is None:
-        return None
-    kernels = {torch.float32: lib.grid_product_f32, torch.float64: lib.grid_product_f64}
-    args = ctypes.POINTER(_OperandArgs)
-    for fn in kernels.values():
-        fn.argtypes = [args, args, args, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        fn.restype = None
-    return kernels
-
-
 def native_grid_product_available() -> bool:
-    """Whether :func:`grid_product_by_m` runs the compiled kernel on the CPU (see :mod:`liequiv.native`)."""
-    return native.enabled() and _native_kernels() is not None
-
-
-class _OperandArgs(ctypes.Structure):
-    """``OperandArgs`` of ``csrc/grid_product.cpp``: one operand, as pointers in the dtype of the call."""
-
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("D", ctypes.c_int64),
-        ("base", ctypes.c_void_p),
-        ("step", ctypes.c_void_p),
-        ("scale", ctypes.c_void_p),
-        ("L", ctypes.c_int64),
-        ("table", ctypes.c_void_p),
-        ("phi", ctypes.c_void_p),
-    ]
+    """Whether :func:`grid_product_by_m` runs the compiled kernel on the CPU (see :mod:`liequiv.o3.kernels`)."""
+    return kernels.available("grid_product")
 
 
 @dataclasses.dataclass(eq=False)
@@ -208,6 +176,7 @@ class GridLayout:
     l``) at column ``base[k] + u step[k]`` of row ``z``, times ``scale[k]``, both when read and when written;
     ``base[k] < 0``: zero, not written. ``table``: the operand's grid table, ``"lam"`` (values) for the inputs of the
     forward and ``"back"`` (projection) for its output. ``covered``: writing it sets every column of ``[Z, D]``.
+    ``shared``: one signal per sample, read by all its channels (``step = 0``).
     """
 
     L: int
@@ -217,31 +186,18 @@ class GridLayout:
     step: Tensor  # int32 [K]
     scale: Tensor  # float64 [K]
     covered: bool
+    shared: bool
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    @property
-    def shared(self) -> bool:
-        """One signal per sample, read by all its channels (``step = 0``)."""
-        return not bool(self.step.any())
-
-    def per_channel(self, C: int) -> GridLayout:
-        """The layout ``[Z, C, D]`` of a shared operand's per-channel gradients (summed over ``C`` after)."""
-        key = ("per_channel", C)
-        if key not in self._cache:
-            step = torch.where(self.base >= 0, self.D, 0).to(torch.int32)
-            self._cache[key] = dataclasses.replace(self, D=C * self.D, step=step, _cache={})
-        return self._cache[key]
-
-    def static_args(self, dtype: torch.dtype, grid: tuple[int, int], normalization: str) -> tuple:
-        """``(base, step, scale, L, table, phi)`` of the kernel's operand, as pointers, built once per dtype and grid
-        (the tensors behind them stay in the cache)."""
+    def tensors(self, dtype: torch.dtype, grid: tuple[int, int], normalization: str) -> list[Tensor]:
+        """``[base, step, scale, table, phi]`` of the kernel's operand (``scale``, ``table`` and ``phi`` in
+        ``dtype``), built once per dtype and grid."""
         key = (dtype, grid, normalization)
         if key not in self._cache:
             lam, phi, back = _grid_tensors(self.L, *grid, normalization, torch.empty(0, dtype=dtype))
-            tensors = (self.base, self.step, self.scale.to(dtype), lam if self.table == "lam" else back, phi)
-            base, step, scale, table, phi_p = (native.ptr(t) for t in tensors)
-            self._cache[key] = (tensors, (base, step, scale, self.L, table, phi_p))
-        return self._cache[key][1]
+            table = lam if self.table == "lam" else back
+            self._cache[key] = [self.base, self.step, self.scale.to(dtype), table.contiguous(), phi.contiguous()]
+        return self._cache[key]
 
 
 @functools.cache
@@ -250,42 +206,69 @@ def by_m_layout(L: int, C: int, table: str, shared: bool) -> GridLayout:
     K = (2 * L + 1) * (L + 1)
     k = torch.arange(K, dtype=torch.int32)
     step = torch.zeros(K, dtype=torch.int32) if shared else torch.full((K,), K, dtype=torch.int32)
-    return GridLayout(L, table, K if shared else C * K, k, step, torch.ones(K, dtype=torch.float64), True)
+    return GridLayout(L, table, K if shared else C * K, k, step, torch.ones(K, dtype=torch.float64), True, shared)
 
 
-class _NativeGridProduct(torch.autograd.Function):
-    """``out = Σ_b to Σ_a φ (values of x)(values of y)`` by ``csrc/grid_product.cpp``, in the layouts given.
+def _grid_product_cpu(x: Tensor, y: Tensor, x_layout: list[Tensor], y_layout: list[Tensor], out_layout: list[Tensor],
+                      degrees: list[int], out_dim: int, covered: list[bool], shared: list[bool], channels: int,
+                      grid: list[int]) -> Tensor:
+    """CPU implementation of ``liequiv::grid_product``: ``x [Z, Dx]``, ``y [Z, Dy]`` -> ``[Z, out_dim]``; each
+    layout is ``[base, step, scale, table, phi]`` of :meth:`GridLayout.tensors`, ``degrees`` the three ``L``."""
+    x, y = x.contiguous(), y.contiguous()
+    out = (x.new_empty if covered[2] else x.new_zeros)(x.shape[0], out_dim)
+    operands = (
+        kernels.OperandArgs(t.data_ptr(), t.shape[1], *(kernels.ptr(u) for u in layout[:3]), L,
+                            kernels.ptr(layout[3]), kernels.ptr(layout[4]))
+        for t, layout, L in zip((x, y, out), (x_layout, y_layout, out_layout), degrees)
+    )
+    a, b, c = operands
+    fn = kernels.kernel("grid_product", "grid_product", x.dtype)
+    fn(ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), x.shape[0], channels, *grid, kernels.threads())
+    return out
 
-    Trilinear in ``(x, y, cotangent)``, with the tables and layouts as the only asymmetry: the gradient for ``x`` is
-    the same product of the cotangent (read with the output's table and layout) and ``y``, written with ``x``'s. So
-    the backward calls this Function again, and every order of derivative runs the compiled kernel.
-    """
 
-    @staticmethod
-    def forward(ctx, x, y, lx, ly, lo, Z, C, grid, normalization):  # type: ignore[override]
-        x, y = x.contiguous(), y.contiguous()
-        ctx.save_for_backward(x, y)
-        ctx.args = (lx, ly, lo, Z, C, grid, normalization)
-        out = (x.new_empty if lo.covered else x.new_zeros)(Z, lo.D)
-        a, b, c = (
-            _OperandArgs(t.data_ptr(), layout.D, *layout.static_args(x.dtype, grid, normalization))
-            for t, layout in ((x, lx), (y, ly), (out, lo))
-        )
-        _native_kernels()[x.dtype](ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), Z, C, *grid, native.threads())
-        return out
+def _grid_product_fake(x, y, x_layout, y_layout, out_layout, degrees, out_dim, covered, shared, channels, grid):
+    return x.new_empty(x.shape[0], out_dim)
 
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        x, y = ctx.saved_tensors
-        lx, ly, lo, Z, C, grid, normalization = ctx.args
-        grads = [None, None]
-        for i, (other, l_self, l_other) in enumerate(((y, lx, ly), (x, ly, lx))):
-            if ctx.needs_input_grad[i]:
-                spread = l_self.shared and C > 1  # per-channel gradients, then their sum
-                target = l_self.per_channel(C) if spread else l_self
-                gi = _NativeGridProduct.apply(g, other, lo, l_other, target, Z, C, grid, normalization)
-                grads[i] = gi.view(Z, C, l_self.D).sum(1) if spread else gi
-        return *grads, None, None, None, None, None, None, None
+
+def _save_grid_product(ctx, inputs, output) -> None:
+    x, y, x_layout, y_layout, out_layout, *ctx.args = inputs
+    ctx.save_for_backward(x, y, *x_layout, *y_layout, *out_layout)
+
+
+def _grid_product_vjp(ctx, g: Tensor) -> tuple:
+    """Trilinear in ``(x, y, cotangent)`` with the tables and layouts as the only asymmetry: the gradient for ``x``
+    is the same product of the cotangent (read with the output's table and layout) and ``y``, written with ``x``'s
+    layout (per channel, then summed, where one signal of ``x`` is shared by the channels). So every order of
+    derivative runs the compiled kernel."""
+    x, y, *flat = ctx.saved_tensors
+    layouts = [flat[0:5], flat[5:10], flat[10:15]]
+    degrees, _, covered, shared, C, grid = ctx.args
+    grads = [None, None]
+    for i, (me, other) in enumerate(((0, 1), (1, 0))):
+        if not ctx.needs_input_grad[i]:
+            continue
+        D = (x, y)[me].shape[1]
+        target = layouts[me]
+        spread = shared[me] and C > 1
+        if spread:  # [Z, C, D]: channel u of every coefficient at column u D + base
+            base = target[0]
+            target = [base, torch.where(base >= 0, D, 0).to(torch.int32), *target[2:]]
+        gi = _grid_product_op(g, (x, y)[other], layouts[2], layouts[other], target,
+                              [degrees[2], degrees[other], degrees[me]], C * D if spread else D,
+                              [covered[2], covered[other], covered[me]], [False, shared[other], False], C, grid)
+        grads[i] = gi.view(-1, C, D).sum(1) if spread else gi
+    return *grads, [None] * 5, [None] * 5, [None] * 5, *[None] * 6
+
+
+_grid_product_op = kernels.define(
+    "grid_product(Tensor x, Tensor y, Tensor[] x_layout, Tensor[] y_layout, Tensor[] out_layout, int[] degrees, "
+    "int out_dim, bool[] covered, bool[] shared, int channels, int[] grid) -> Tensor",
+    _grid_product_cpu,
+    _grid_product_fake,
+    _grid_product_vjp,
+    _save_grid_product,
+)
 
 
 def native_grid_product(
@@ -293,8 +276,14 @@ def native_grid_product(
     normalization: str = "component",
 ) -> Tensor:
     """The Gaunt product on the ``grid`` of ``Z`` samples of ``C`` signals, ``x [Z, Dx]``, ``y [Z, Dy]`` -> ``[Z, Do]``
-    in the given layouts, by the compiled kernel (check :func:`native_grid_product_available` first)."""
-    return _NativeGridProduct.apply(x, y, *layouts, Z, C, grid, normalization)
+    in the given layouts, by the compiled kernel, ``liequiv::grid_product`` (check
+    :func:`native_grid_product_available` first)."""
+    lx, ly, lo = layouts
+    args = (
+        x, y, *(layout.tensors(x.dtype, grid, normalization) for layout in layouts), [lx.L, ly.L, lo.L], lo.D,
+        [lx.covered, ly.covered, lo.covered], [lx.shared, ly.shared, lo.shared], C, list(grid),
+    )
+    return _grid_product_op(*args)
 
 
 def _native_grid_product(

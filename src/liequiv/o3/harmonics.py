@@ -23,11 +23,12 @@ products; its own derivative (second derivatives, forces) is taken by autograd t
 three-term recurrence with ``r²``, which is exact at every point including ``0``; ``lmax <= 1`` is a closed form.
 
 On the CPU a compiled C++ kernel, ``csrc/harmonics.cpp``, computes the forward (the three-term Legendre recurrence
-per ``|m|`` and powers of ``X + iY``, points in SIMD blocks) and, with autograd, the first-order backward (the same
-recurrences differentiated, then the projection of the normalization): :class:`_NativeHarmonicsFunction`. Its own
-derivative (second derivatives, forces) is taken by autograd through the torch formula above. The kernel is built on
-first use by :mod:`liequiv.native`; other devices, ``LIEQUIV_NATIVE=0`` and machines without a compiler run the torch
-forward and :class:`_HarmonicsFunction`.
+per ``|m|`` and powers of ``X + iY``, points in SIMD blocks) and the first-order backward (the same recurrences
+differentiated, then the projection of the normalization), as the operators ``torch.ops.liequiv.harmonics`` and
+``liequiv.harmonics_backward`` (:mod:`liequiv.o3.kernels`; they run under ``torch.compile`` too). The derivative of the
+backward (second derivatives, forces) is taken through the torch formula above. The kernel is built on first use by
+:mod:`liequiv.native`; other devices, ``LIEQUIV_NATIVE=0`` and machines without a compiler run the torch forward and
+:class:`_HarmonicsFunction`.
 
 Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU; the
 README has the table): the compiled forward is 2.4-9x faster than sphericart's and about 10x faster than e3nn 0.6
@@ -39,17 +40,14 @@ faster than e3nn and 5-9x faster than sphericart. Accuracy: float64 within
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from liequiv import native
+from liequiv.o3 import kernels
 
 __all__ = ["spherical_harmonics"]
 
@@ -329,25 +327,6 @@ class _HarmonicsFunction(torch.autograd.Function):
 
 
 _USE_HAND_BACKWARD = True
-_NATIVE_SOURCE = Path(__file__).with_name("csrc") / "harmonics.cpp"
-
-
-@functools.cache
-def _native_kernels() -> dict[torch.dtype, tuple[Callable[..., None], Callable[..., None]]] | None:
-    """``{dtype: (forward, backward)}`` of ``csrc/harmonics.cpp``, or None (see :mod:`liequiv.native`)."""
-    lib = native.load(_NATIVE_SOURCE)
-    if lib is None:
-        return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    kernels = {}
-    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
-        fwd, bwd = getattr(lib, f"harmonics_{suffix}"), getattr(lib, f"harmonics_backward_{suffix}")
-        fwd.argtypes, bwd.argtypes = [p, p, i64, i32, p, i32], [p, p, p, i64, i32, p, i32]
-        fwd.restype = bwd.restype = None
-        kernels[dtype] = (fwd, bwd)
-    return kernels
-
-
 _SCALE_CACHE: dict[tuple[int, str], Tensor] = {}
 
 
@@ -359,44 +338,63 @@ def _scale(lmax: int, normalization: str) -> Tensor:
     return scale
 
 
-def _native_ready(v: Tensor) -> bool:
-    """Whether the compiled kernels (``csrc/harmonics.cpp``) take ``v``: on the CPU, enabled and built (see
-    :mod:`liequiv.native`)."""
-    return v.is_cpu and native.enabled() and _native_kernels() is not None
-
-
-def _native_forward(lmax: int, v: Tensor, normalization: str) -> Tensor:
-    """The compiled forward of unit-normalized harmonics of ``v [N, 3]``, without autograd."""
+def _native_forward(v: Tensor, lmax: int, normalization: str) -> Tensor:
+    """CPU implementation of ``liequiv::harmonics``: unit-normalized harmonics of ``v [N, 3]`` -> ``[N, K]``."""
     v = v.contiguous()
-    out = torch.empty(v.shape[0], (lmax + 1) ** 2, dtype=v.dtype)
-    fwd, _ = _native_kernels()[v.dtype]
-    fwd(native.ptr(v), native.ptr(out), v.shape[0], lmax, native.ptr(_scale(lmax, normalization)), native.threads())
+    out = v.new_empty(v.shape[0], (lmax + 1) ** 2)
+    fn = kernels.kernel("harmonics", "harmonics_forward", v.dtype)
+    fn(kernels.ptr(v), kernels.ptr(out), v.shape[0], lmax, kernels.ptr(_scale(lmax, normalization)), kernels.threads())
     return out
 
 
-class _NativeHarmonicsFunction(torch.autograd.Function):
-    """The compiled forward with the compiled backward (first order). When a graph of the backward is requested
-    (second derivatives, forces), the backward is instead taken by autograd through :func:`_forward_autograd`."""
+def _native_backward(v: Tensor, g: Tensor, lmax: int, normalization: str) -> Tensor:
+    """CPU implementation of ``liequiv::harmonics_backward``: the gradient ``[N, 3]`` of ``Σ g ⊙ Y(v)``."""
+    v, g = v.contiguous(), g.contiguous()
+    gv = torch.empty_like(v)
+    fn = kernels.kernel("harmonics", "harmonics_backward", v.dtype)
+    scale = _scale(lmax, normalization)
+    fn(kernels.ptr(v), kernels.ptr(g), kernels.ptr(gv), v.shape[0], lmax, kernels.ptr(scale), kernels.threads())
+    return gv
 
-    @staticmethod
-    def forward(ctx, v, lmax, normalization):  # type: ignore[override]
-        v = v.contiguous()
-        ctx.save_for_backward(v)
-        ctx.lmax, ctx.normalization = lmax, normalization
-        return _native_forward(lmax, v, normalization)
 
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        (v,) = ctx.saved_tensors
-        lmax, normalization = ctx.lmax, ctx.normalization
-        if torch.is_grad_enabled():  # double backward
-            return _graph_backward(lmax, v, g, *_tables(lmax, normalization, v.dtype, v.device)), None, None
-        g = g.contiguous()
-        gv = torch.empty_like(v)
-        _, bwd = _native_kernels()[v.dtype]
-        scale = _scale(lmax, normalization)
-        bwd(native.ptr(v), native.ptr(g), native.ptr(gv), v.shape[0], lmax, native.ptr(scale), native.threads())
-        return gv, None, None
+def _save_inputs(ctx, inputs, output) -> None:
+    *tensors, ctx.lmax, ctx.normalization = inputs
+    ctx.save_for_backward(*tensors)
+
+
+def _harmonics_vjp(ctx, g: Tensor) -> tuple[Tensor, None, None]:
+    (v,) = ctx.saved_tensors
+    return _harmonics_backward_op(v, g, ctx.lmax, ctx.normalization), None, None
+
+
+def _torch_vjp(v: Tensor, g: Tensor, lmax: int, normalization: str) -> Tensor:
+    """``J(v)^T g`` through the torch formula, differentiable in ``v`` and ``g`` to any order. (The tables are made
+    here, not taken from the cache: when traced for ``torch.compile`` they must be made under its fake mode.)"""
+    cheb, expand = (torch.tensor(t, dtype=v.dtype, device=v.device) for t in _tables_f64(lmax, normalization))
+    return torch.func.vjp(lambda x: _forward_autograd(lmax, x, cheb, expand), v)[1](g)[0]
+
+
+def _harmonics_backward_vjp(ctx, a: Tensor) -> tuple[Tensor, Tensor, None, None]:
+    """Second derivatives (forces in training) through the torch formula: there is no compiled kernel for them."""
+    v, g = ctx.saved_tensors
+    dv, dg = torch.func.vjp(lambda x, y: _torch_vjp(x, y, ctx.lmax, ctx.normalization), v, g)[1](a)
+    return dv, dg, None, None
+
+
+_harmonics_backward_op = kernels.define(
+    "harmonics_backward(Tensor v, Tensor grad, int lmax, str normalization) -> Tensor",
+    _native_backward,
+    lambda v, g, lmax, normalization: torch.empty_like(v),
+    _harmonics_backward_vjp,
+    _save_inputs,
+)
+_harmonics_op = kernels.define(
+    "harmonics(Tensor v, int lmax, str normalization) -> Tensor",
+    _native_forward,
+    lambda v, lmax, normalization: v.new_empty(v.shape[0], (lmax + 1) ** 2),
+    _harmonics_vjp,
+    _save_inputs,
+)
 
 
 def _solid_recurrence(lmax: int, v: Tensor, normalization: str) -> Tensor:
@@ -494,11 +492,10 @@ def spherical_harmonics(
         vectors = vectors.float()
     batch = vectors.shape[:-1]
     v = vectors.reshape(-1, 3) if vectors.ndim != 2 else vectors
-    if normalize and _native_ready(v):
-        if not (torch.is_grad_enabled() and v.requires_grad):
-            return _restore(_native_forward(lmax, v, normalization), batch, in_dtype)
-        if lmax > 0:  # (lmax 0 is a constant: the closed form below keeps it in the graph)
-            return _restore(_NativeHarmonicsFunction.apply(v, lmax, normalization), batch, in_dtype)
+    if normalize and kernels.supports(v) and kernels.available("harmonics"):
+        if lmax > 0 or not (torch.is_grad_enabled() and v.requires_grad):
+            # (lmax 0 is a constant: the closed form below keeps it in the graph)
+            return _restore(_harmonics_op(v, lmax, normalization), batch, in_dtype)
     if not normalize:
         return _restore(_solid_recurrence(lmax, v, normalization), batch, in_dtype)
     if lmax <= 1:  # closed form: fewer operations than the general path

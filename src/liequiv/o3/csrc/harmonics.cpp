@@ -287,10 +287,10 @@ void dispatch(const T* v, T* out, int64_t n, int lmax, const double* scale, int 
 }  // namespace
 
 extern "C" {
-void harmonics_f32(const float* v, float* out, int64_t n, int lmax, const double* scale, int n_threads) {
+void harmonics_forward_f32(const float* v, float* out, int64_t n, int lmax, const double* scale, int n_threads) {
   dispatch<float>(v, out, n, lmax, scale, n_threads);
 }
-void harmonics_f64(const double* v, double* out, int64_t n, int lmax, const double* scale, int n_threads) {
+void harmonics_forward_f64(const double* v, double* out, int64_t n, int lmax, const double* scale, int n_threads) {
   dispatch<double>(v, out, n, lmax, scale, n_threads);
 }
 void harmonics_backward_f32(const float* v, const float* g, float* grad_v, int64_t n, int lmax, const double* scale,

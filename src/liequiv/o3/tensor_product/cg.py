@@ -29,24 +29,22 @@ stay in float64 when the module is cast and are cast to the input's dtype per ca
 round-off).
 
 On the CPU in float32 and float64, when every path is ``uvu`` with ``mul2 = 1``, a compiled kernel
-(``csrc/channelwise.cpp`` via :mod:`liequiv.native`, unchunked) computes the forward and the backward instead, from
-the sparse CG entries, in one pass over blocks of samples. The product is linear in each input, so its derivatives of
-every order (forces in training need the second) are again these two kernels with an input replaced by an incoming
-gradient. ``torch.compile``, other devices and ``LIEQUIV_NATIVE=0`` use the torch path above, which gives the same
-values to round-off.
+(``csrc/channelwise.cpp``, unchunked) computes the forward and the backward instead, from the sparse CG entries, in
+one pass over blocks of samples: the operators ``torch.ops.liequiv.channelwise``, ``liequiv.channelwise_backward`` and
+``liequiv.channelwise_double_backward`` (:mod:`liequiv.o3.kernels`), which ``torch.compile`` and ``torch.export``
+keep in their graphs. The product is linear in each input, so its derivatives of every order (forces in training
+need the second) are again these kernels with an input replaced by an incoming gradient. Other devices and
+``LIEQUIV_NATIVE=0`` use the torch path above, which gives the same values to round-off.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from liequiv import native
+from liequiv.o3 import kernels
 from liequiv.o3.constants import Float64Constants
 from liequiv.o3.tensor_product.interface import TensorProductSpec, register_backend
 from liequiv.o3.wigner import clebsch_gordan
@@ -58,7 +56,7 @@ __all__ = ["CGTensorProduct"]
 _DENSE_WASTE = 3.0
 
 
-class _Class(NamedTuple):
+class _UvuClass(NamedTuple):
     """uvu paths of one x1 block, one output degree and one x2 multiplicity."""
 
     block1: int
@@ -73,16 +71,15 @@ class _Class(NamedTuple):
     kernel: str  # "first", "outer" or "after"
 
 
-class _Group(NamedTuple):
+class _UuuGroup(NamedTuple):
     """uuu paths of one pair of blocks."""
 
-    mode: str
     block1: int
     u: int
     d1: int
     k: int  # Σ d3 over the paths
-    v: int  # first column of the x2 block
-    stage: int  # d2
+    x2_start: int  # first column of the x2 block
+    d2: int
 
 
 class _Permute(torch.autograd.Function):
@@ -180,7 +177,7 @@ class CGTensorProduct(Float64Constants):
             return len(b_cols[s]) - 1
 
         # ---- uvu classes ----
-        self._classes: list[_Class] = []
+        self._classes: list[_UvuClass] = []
         class_out: list[Tensor] = []  # output index of every entry, layout [P, u, d3]
         w_order: list[Tensor] = []  # flat weight index per class, layout [P, u, v]
         for (b, l3, v), ns in classes.items():
@@ -207,7 +204,7 @@ class CGTensorProduct(Float64Constants):
             if kernel == "after":
                 table = table.transpose(1, 2)  # columns (i, p, k)
             pos = add_columns(s, table)
-            self._classes.append(_Class(b, u, d1, d3, v, len(ns), s, pos, weighted, kernel))
+            self._classes.append(_UvuClass(b, u, d1, d3, v, len(ns), s, pos, weighted, kernel))
             class_out.append(oidx)
             w_order.append(widx.reshape(-1))
         order = torch.cat(w_order) if w_order else torch.zeros(0, dtype=torch.long)
@@ -217,7 +214,7 @@ class CGTensorProduct(Float64Constants):
         self._buffer("class_worder", order)
 
         # ---- uvw: one batched product per output block, the contraction running over its paths ----
-        self._groups: list[_Group] = []
+        self._uuu_groups: list[_UuuGroup] = []
         group_out: list[Tensor] = []
         self._uvw = self._build_uvw(spec, uvw_x1, uvw_x2, rows, stage_of_v, add_columns, cg)
 
@@ -241,8 +238,8 @@ class CGTensorProduct(Float64Constants):
                 widx[:, k0 : k0 + d3] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else one
                 oidx[:, k0 : k0 + d3] = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
                 k0 += d3
-            g = len(self._groups)
-            self._groups.append(_Group("uuu", b, u, ir1.dim, k_tot, s2[c].start, d2))
+            g = len(self._uuu_groups)
+            self._uuu_groups.append(_UuuGroup(b, u, ir1.dim, k_tot, s2[c].start, d2))
             self._buffer(f"B_uuu_{g}", table.reshape(ir1.dim * d2, k_tot), const=True)
             self._buffer(f"widx_{g}", widx if _weighted({ins_all[n].has_weight for n in ns}) != "none" else None)
             group_out.append(oidx)
@@ -308,66 +305,20 @@ class CGTensorProduct(Float64Constants):
         return 0 if self._native_ready() else self._chunk_bytes
 
     def _native_ready(self) -> bool:
-        """Channel-wise, not under ``torch.compile``, kernels enabled and built."""
-        if not self._native or torch.compiler.is_compiling():
-            return False
-        return native.enabled() and _native_kernels() is not None
+        """Channel-wise, kernels enabled and built (see :mod:`liequiv.o3.kernels`)."""
+        return self._native and kernels.available("channelwise")
 
     def _use_native(self, x1: Tensor) -> bool:
         """Whether the compiled kernel computes this call (also: float32 or float64 on the CPU)."""
-        return x1.device.type == "cpu" and x1.dtype in (torch.float32, torch.float64) and self._native_ready()
+        return kernels.supports(x1) and self._native_ready()
 
-    def _native_args(self, x1: Tensor, x2: Tensor, w: Tensor | None, weighted_only: bool) -> list:
-        """The kernels' leading arguments: tables (of every path or of the weighted ones), sizes, inputs and the
-        weights' row stride (0: shared)."""
-        nw = self.spec.weight_numel
-        paths = self.native_paths_w if weighted_only and self.native_paths_w is not None else self.native_paths
-        tables = [native.ptr(paths), paths.shape[0], native.ptr(self.native_ijk)]
-        sizes = [native.ptr(self.native_c), x1.shape[1], x2.shape[1], self.d_out, nw]
-        weights = [None, 0] if w is None else [native.ptr(w), 0 if w.ndim == 1 else nw]
-        return [*tables, *sizes, native.ptr(x1), native.ptr(x2), *weights]
+    def _native_call(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
+        """``liequiv::channelwise`` of the inputs and this product's tables."""
+        weighted = self.native_paths if self.native_paths_w is None else self.native_paths_w
+        args = (x1.contiguous(), x2.contiguous(), None if w is None else w.contiguous(), self.native_paths, weighted,
+                self.native_ijk, self.native_c, self.d_out, self.spec.weight_numel)
+        return _channelwise_op(*args)
 
-    def _native_forward(self, x1: Tensor, x2: Tensor, w: Tensor | None, weighted_only: bool = False) -> Tensor:
-        """``x1 [Z, d1]``, ``x2 [Z, d2]``, ``w`` (None, ``[nw]`` or ``[Z, nw]``) -> ``[Z, d_out]``, compiled
-        (``weighted_only``: the sum over the weighted paths alone)."""
-        z = x1.shape[0]
-        out = x1.new_empty(z, self.d_out)
-        if z:
-            args = self._native_args(x1, x2, w, weighted_only)
-            _native_kernels()[x1.dtype][0](*args, native.ptr(out), z, native.threads())
-        return out
-
-    def _native_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, needs,
-                         weighted_only: bool = False) -> list[Tensor | None]:
-        """Gradients ``[gx1, gx2, gw]`` of ``Σ g ⊙ out`` (``g [Z, d_out]``; None where ``needs`` is False)."""
-        z = x1.shape[0]
-        gx1 = torch.empty_like(x1) if needs[0] else None
-        gx2 = torch.empty_like(x2) if needs[1] else None
-        gw = x1.new_empty(z, self.spec.weight_numel) if needs[2] and w is not None else None
-        if z:
-            grads = [None if t is None else native.ptr(t) for t in (gx1, gx2, gw)]
-            args = self._native_args(x1, x2, w, weighted_only)
-            _native_kernels()[x1.dtype][1](*args, native.ptr(g), *grads, z, native.threads())
-        if gw is not None and w.ndim == 1:
-            gw = gw.sum(0)
-        return [gx1, gx2, gw]
-
-    def _native_double_backward(self, x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, incoming, needs,
-                                weighted_only: bool) -> list[Tensor | None]:
-        """Gradients ``[gx1, gx2, gw, gg]`` of ``Σ a1 ⊙ gx1 + a2 ⊙ gx2 + aw ⊙ gw`` (the backward's outputs against
-        the incoming gradients ``incoming = (a1, a2, aw)``, None: zero), in one compiled pass."""
-        z = x1.shape[0]
-        outs = [torch.empty_like(x1) if needs[0] else None, torch.empty_like(x2) if needs[1] else None,
-                x1.new_empty(z, self.spec.weight_numel) if needs[2] and w is not None else None,
-                torch.empty_like(g) if needs[3] else None]
-        if z:
-            args = self._native_args(x1, x2, w, weighted_only)
-            given = [None if t is None else native.ptr(t) for t in incoming]
-            gx1, gx2, gw, gg = (None if t is None else native.ptr(t) for t in outs)
-            _native_kernels()[x1.dtype][2](*args, native.ptr(g), *given, gg, gx1, gx2, gw, z, native.threads())
-        if outs[2] is not None and w.ndim == 1:
-            outs[2] = outs[2].sum(0)
-        return outs
 
     def _build_dense(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
         """Channel-wise products: per sample, one product ``[u, Σd1] @ [Σd1, ΣK]`` per group of ``x1`` blocks.
@@ -620,11 +571,7 @@ class CGTensorProduct(Float64Constants):
         if w is None and self.spec.weight_numel > 0:
             raise ValueError("weights are required")
         if self._use_native(x1):
-            x1, x2 = x1.contiguous(), x2.contiguous()
-            w = None if w is None else w.contiguous()
-            if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x1, x2, w)):
-                return _ChannelwiseFunction.apply(self, False, x1, x2, w)
-            return self._native_forward(x1, x2, w)
+            return self._native_call(x1, x2, w)
         return self._forward_torch(x1, x2, w)
 
     def _forward_torch(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
@@ -676,18 +623,16 @@ class CGTensorProduct(Float64Constants):
             return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
 
         ys = [y.flatten(1) for y in outs]
-        for g, gr in enumerate(self._groups):
+        for g, gr in enumerate(self._uuu_groups):
             x1b = x1_blocks[gr.block1].reshape(z, gr.u, gr.d1)
-            if gr.mode == "uuu":
-                # per channel, the product x1 ⊗ x2 [Z·u, d1·d2] against all tables of the pair: one matrix product
-                x2c = x2[:, gr.v : gr.v + gr.u * gr.stage].reshape(z, gr.u, 1, gr.stage)
-                xx = (x1b.unsqueeze(-1) * x2c).reshape(z * gr.u, gr.d1 * gr.stage)
-                y = (xx @ getattr(self, f"B_uuu_{g}").to(dtype)).reshape(z, gr.u, gr.k)
-                widx = getattr(self, f"widx_{g}")
-                if widx is not None and w is not None:
-                    y = y * self._extend(w).index_select(-1, widx.reshape(-1)).reshape(*wb, *widx.shape)
-                ys.append(y.flatten(1))
-                continue
+            # per channel, the product x1 ⊗ x2 [Z·u, d1·d2] against all tables of the pair: one matrix product
+            x2c = x2[:, gr.x2_start : gr.x2_start + gr.u * gr.d2].reshape(z, gr.u, 1, gr.d2)
+            xx = (x1b.unsqueeze(-1) * x2c).reshape(z * gr.u, gr.d1 * gr.d2)
+            y = (xx @ getattr(self, f"B_uuu_{g}").to(dtype)).reshape(z, gr.u, gr.k)
+            widx = getattr(self, f"widx_{g}")
+            if widx is not None and w is not None:
+                y = y * self._extend(w).index_select(-1, widx.reshape(-1)).reshape(*wb, *widx.shape)
+            ys.append(y.flatten(1))
         if self._uvw:
             x2_blocks = x2.split([mul_ir.dim for mul_ir in self.spec.irreps_in2], 1)
             ys += self._forward_uvw(x1, x2, w, x1_blocks, x2_blocks, stage1)
@@ -702,96 +647,169 @@ class CGTensorProduct(Float64Constants):
         return out[:, : self.d_out]
 
 
-class _ChannelwiseFunction(torch.autograd.Function):
-    """The compiled channel-wise product ``F(x1, x2, w)`` (of the weighted paths alone with ``weighted_only``); its
-    backward is :class:`_ChannelwiseBackward`, compiled and itself differentiable, so forces in training (second
-    derivatives) stay on the compiled kernels."""
-
-    @staticmethod
-    def forward(ctx, module, weighted_only, x1, x2, w):  # type: ignore[override]
-        ctx.module, ctx.weighted_only = module, weighted_only
-        ctx.save_for_backward(x1, x2, w)
-        return module._native_forward(x1, x2, w, weighted_only)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        x1, x2, w = ctx.saved_tensors
-        grads = _channelwise_grads(ctx.module, ctx.weighted_only, x1, x2, w, g, ctx.needs_input_grad[2:])
-        return None, None, *grads
+# ---- the compiled channel-wise kernel as operators: liequiv::channelwise, its backward and double backward ----
+# Tables: ``paths`` [P, 9] (x1 offset, u, d1, x2 offset, output offset, d3, weight offset or -1, first entry, end
+# entry), ``weighted`` (the rows of the weighted paths alone: the part of the product linear in w), the nonzero
+# normalized CG entries ``ijk`` [E, 3] and their values ``c`` (float64 [E]). Gradients that are not asked for come
+# back as empty tensors.
 
 
-def _channelwise_grads(module, weighted_only, x1, x2, w, g, needs) -> list[Tensor | None]:
-    """``[gx1, gx2, gw]`` of ``Σ g ⊙ F(x1, x2, w)`` (None where ``needs`` is False or the term is absent)."""
-    needs = (needs[0], needs[1], needs[2] and w is not None)
+def _kernel_args(x1: Tensor, x2: Tensor, w: Tensor | None, paths: Tensor, ijk: Tensor, c: Tensor, d_out: int,
+                 n_weights: int) -> list:
+    """The kernels' leading arguments: tables, sizes, inputs and the weights' row stride (0: shared)."""
+    weights = [None, 0] if w is None else [kernels.ptr(w), 0 if w.ndim == 1 else n_weights]
+    return [kernels.ptr(paths), paths.shape[0], kernels.ptr(ijk), kernels.ptr(c), x1.shape[1], x2.shape[1], d_out,
+            n_weights, kernels.ptr(x1), kernels.ptr(x2), *weights]
+
+
+def _grad_buffers(x1: Tensor, x2: Tensor, w: Tensor | None, needs: list[bool]) -> list[Tensor]:
+    """Uninitialized ``[gx1, gx2, gw]`` (``gw`` per sample, summed later for shared weights), empty where not
+    needed."""
+    gw = x1.new_empty(x1.shape[0], w.shape[-1]) if needs[2] and w is not None else x1.new_empty(0)
+    return [torch.empty_like(t) if need else x1.new_empty(0) for t, need in ((x1, needs[0]), (x2, needs[1]))] + [gw]
+
+
+def _sum_shared(gw: Tensor, w: Tensor | None) -> Tensor:
+    return gw.sum(0) if gw.numel() and w is not None and w.ndim == 1 else gw
+
+
+def _channelwise_cpu(x1: Tensor, x2: Tensor, w: Tensor | None, paths: Tensor, weighted: Tensor, ijk: Tensor,
+                     c: Tensor, d_out: int, n_weights: int) -> Tensor:
+    """``x1 [Z, d1]``, ``x2 [Z, d2]``, ``w`` (None, ``[nw]`` or ``[Z, nw]``) -> ``[Z, d_out]`` over ``paths``."""
+    out = x1.new_empty(x1.shape[0], d_out)
+    if x1.shape[0]:
+        fn = kernels.kernel("channelwise", "channelwise_forward", x1.dtype)
+        fn(*_kernel_args(x1, x2, w, paths, ijk, c, d_out, n_weights), kernels.ptr(out), x1.shape[0], kernels.threads())
+    return out
+
+
+def _channelwise_backward_cpu(x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, paths: Tensor, weighted: Tensor,
+                              ijk: Tensor, c: Tensor, n_weights: int, needs: list[bool]) -> tuple[Tensor, ...]:
+    """``(gx1, gx2, gw)`` of ``Σ g ⊙ out`` (``g [Z, d_out]``), those that ``needs`` asks for."""
+    grads = _grad_buffers(x1, x2, w, needs)
+    if x1.shape[0]:
+        fn = kernels.kernel("channelwise", "channelwise_backward", x1.dtype)
+        pointers = [kernels.ptr(t) if t.numel() else None for t in grads]
+        fn(*_kernel_args(x1, x2, w, paths, ijk, c, g.shape[1], n_weights), kernels.ptr(g), *pointers, x1.shape[0],
+           kernels.threads())
+    return grads[0], grads[1], _sum_shared(grads[2], w)
+
+
+def _channelwise_double_backward_cpu(
+    x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, a1: Tensor | None, a2: Tensor | None, aw: Tensor | None,
+    paths: Tensor, weighted: Tensor, ijk: Tensor, c: Tensor, n_weights: int, needs: list[bool],
+) -> tuple[Tensor, ...]:
+    """``(gx1, gx2, gw, gg)`` of ``Σ a1 ⊙ gx1 + a2 ⊙ gx2 + aw ⊙ gw`` (the backward's outputs against the incoming
+    gradients, None: zero), in one compiled pass."""
+    grads = [*_grad_buffers(x1, x2, w, needs), torch.empty_like(g) if needs[3] else g.new_empty(0)]
+    if x1.shape[0]:
+        fn = kernels.kernel("channelwise", "channelwise_double_backward", x1.dtype)
+        given = [None if t is None else kernels.ptr(t) for t in (a1, a2, aw)]
+        gx1, gx2, gw, gg = (kernels.ptr(t) if t.numel() else None for t in grads)
+        fn(*_kernel_args(x1, x2, w, paths, ijk, c, g.shape[1], n_weights), kernels.ptr(g), *given, gg, gx1, gx2, gw,
+           x1.shape[0], kernels.threads())
+    return grads[0], grads[1], _sum_shared(grads[2], w), grads[3]
+
+
+def _channelwise_fake(x1, x2, w, paths, weighted, ijk, c, d_out, n_weights):
+    return x1.new_empty(x1.shape[0], d_out)
+
+
+def _backward_fake(x1, x2, w, g, paths, weighted, ijk, c, n_weights, needs):
+    gx1, gx2, gw = _grad_buffers(x1, x2, w, needs)
+    return gx1, gx2, _sum_shared(gw, w)
+
+
+def _double_backward_fake(x1, x2, w, g, a1, a2, aw, paths, weighted, ijk, c, n_weights, needs):
+    return *_backward_fake(x1, x2, w, g, paths, weighted, ijk, c, n_weights, needs[:3]), (
+        torch.empty_like(g) if needs[3] else g.new_empty(0))
+
+
+def _save(ctx, inputs, output) -> None:
+    tensors = [t if isinstance(t, Tensor) else None for t in inputs]
+    ctx.save_for_backward(*tensors)
+    ctx.constants = [None if isinstance(t, Tensor) else t for t in inputs]
+
+
+def _saved(ctx) -> list:
+    return [t if t is not None else k for t, k in zip(ctx.saved_tensors, ctx.constants)]
+
+
+def _grads(x1, x2, w, g, paths, weighted, ijk, c, n_weights, needs) -> list[Tensor | None]:
+    """``[gx1, gx2, gw]`` of ``Σ g ⊙ F(x1, x2, w)`` by the backward operator (None where not needed)."""
+    needs = [needs[0], needs[1], needs[2] and w is not None]
     if not any(needs):
         return [None, None, None]
-    grads = iter(_ChannelwiseBackward.apply(module, weighted_only, needs, x1, x2, w, g.contiguous()))
-    return [next(grads) if need else None for need in needs]
+    grads = _channelwise_backward_op(x1, x2, w, g.contiguous(), paths, weighted, ijk, c, n_weights, needs)
+    return [t if need else None for t, need in zip(grads, needs)]
+
+
+def _channelwise_vjp(ctx, g: Tensor) -> tuple:
+    x1, x2, w, paths, weighted, ijk, c, _, n_weights = _saved(ctx)
+    return *_grads(x1, x2, w, g, paths, weighted, ijk, c, n_weights, ctx.needs_input_grad[:3]), *[None] * 6
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     return b if a is None else a if b is None else a + b
 
 
-class _ChannelwiseBackward(torch.autograd.Function):
-    """The gradients ``(gx1, gx2, gw)`` of ``Σ g ⊙ F(x1, x2, w)`` that ``needs`` asks for, compiled. F is linear in x1
-    and x2, and its weighted part ``F_w`` in w, so every derivative of these is again F, F_w or their backward with
-    one argument replaced by an incoming gradient ``(a1, a2, aw)``: ``∂/∂g = F(a1, x2, w) + F(x1, a2, w) +
-    F_w(x1, x2, aw)``, ``∂/∂x1 = gx1(x2 → a2) + gx1_w(w → aw)``, ``∂/∂x2 = gx2(x1 → a1) + gx2_w(w → aw)``,
-    ``∂/∂w = gw(x1 → a1) + gw(x2 → a2)``."""
-
-    @staticmethod
-    def forward(ctx, module, weighted_only, needs, x1, x2, w, g):  # type: ignore[override]
-        ctx.module, ctx.weighted_only, ctx.needs = module, weighted_only, needs
-        ctx.save_for_backward(x1, x2, w, g)
-        return tuple(t for t in module._native_backward(x1, x2, w, g, needs, weighted_only) if t is not None)
-
-    @staticmethod
-    def backward(ctx, *incoming):  # type: ignore[override]
-        x1, x2, w, g = ctx.saved_tensors
-        module, part, given = ctx.module, ctx.weighted_only, iter(incoming)
-        a1, a2, aw = (None if a is None else a.contiguous() for a in (next(given) if n else None for n in ctx.needs))
-        n1, n2, nw, ng = ctx.needs_input_grad[3:]
-        if not torch.is_grad_enabled():  # no third derivatives: one compiled pass
-            return None, None, None, *module._native_double_backward(x1, x2, w, g, (a1, a2, aw), (n1, n2, nw, ng), part)
-        f = _ChannelwiseFunction.apply
-        grad_g = None
-        if ng:
-            for t in (f(module, part, a1, x2, w) if a1 is not None else None,
-                      f(module, part, x1, a2, w) if a2 is not None else None,
-                      f(module, True, x1, x2, aw) if aw is not None else None):
-                grad_g = _add(grad_g, t)
-        # gx1 and gx2 do not depend on x1 and x2 themselves, gw not on w
-        none = [None] * 3
-        g1 = _channelwise_grads(module, part, x1 if a1 is None else a1, x2 if a2 is None else a2, w, g,
-                                (n1 and a2 is not None, n2 and a1 is not None, False))
-        g2 = _channelwise_grads(module, True, x1, x2, aw, g, (n1, n2, False)) if aw is not None else none
-        g3 = _channelwise_grads(module, part, a1, x2, w, g, (False, False, nw)) if a1 is not None else none
-        g4 = _channelwise_grads(module, part, x1, a2, w, g, (False, False, nw)) if a2 is not None else none
-        return None, None, None, _add(g1[0], g2[0]), _add(g1[1], g2[1]), _add(g3[2], g4[2]), grad_g
+def _channelwise_backward_vjp(ctx, *incoming: Tensor) -> tuple:
+    """The derivatives of ``(gx1, gx2, gw)``, the gradients of ``Σ g ⊙ F(x1, x2, w)``. F is linear in x1 and x2, and
+    its weighted part ``F_w`` in w, so every derivative of these is again F, F_w or their backward with one argument
+    replaced by an incoming gradient ``(a1, a2, aw)``: ``∂/∂g = F(a1, x2, w) + F(x1, a2, w) + F_w(x1, x2, aw)``,
+    ``∂/∂x1 = gx1(x2 → a2) + gx1_w(w → aw)``, ``∂/∂x2 = gx2(x1 → a1) + gx2_w(w → aw)``, ``∂/∂w = gw(x1 → a1) + gw(x2 →
+    a2)``. Without a graph to record (no third derivatives) all of it is one compiled pass."""
+    x1, x2, w, g, paths, weighted, ijk, c, n_weights, needs = _saved(ctx)
+    a1, a2, aw = (a.contiguous() if need and a is not None else None for a, need in zip(incoming, needs))
+    n1, n2, nw, ng = ctx.needs_input_grad[:4]
+    tail = [None] * 6
+    if not torch.is_grad_enabled():
+        asked = [n1, n2, nw and w is not None, ng]
+        outs = _channelwise_double_backward_op(x1, x2, w, g, a1, a2, aw, paths, weighted, ijk, c, n_weights, asked)
+        return *(t if need else None for t, need in zip(outs, asked)), *tail
+    d_out = g.shape[1]
+    grad_g = None
+    if ng:
+        if a1 is not None:
+            grad_g = _add(grad_g, _channelwise_op(a1, x2, w, paths, weighted, ijk, c, d_out, n_weights))
+        if a2 is not None:
+            grad_g = _add(grad_g, _channelwise_op(x1, a2, w, paths, weighted, ijk, c, d_out, n_weights))
+        if aw is not None:
+            grad_g = _add(grad_g, _channelwise_op(x1, x2, aw, weighted, weighted, ijk, c, d_out, n_weights))
+    # gx1 and gx2 do not depend on x1 and x2 themselves, gw not on w
+    none = [None] * 3
+    tables = (ijk, c, n_weights)
+    g1 = _grads(x1 if a1 is None else a1, x2 if a2 is None else a2, w, g, paths, weighted, *tables,
+                (n1 and a2 is not None, n2 and a1 is not None, False))
+    g2 = _grads(x1, x2, aw, g, weighted, weighted, *tables, (n1, n2, False)) if aw is not None else none
+    g3 = _grads(a1, x2, w, g, paths, weighted, *tables, (False, False, nw)) if a1 is not None else none
+    g4 = _grads(x1, a2, w, g, paths, weighted, *tables, (False, False, nw)) if a2 is not None else none
+    return _add(g1[0], g2[0]), _add(g1[1], g2[1]), _add(g3[2], g4[2]), grad_g, *tail
 
 
-_NATIVE_SOURCE = Path(__file__).parent.parent / "csrc" / "channelwise.cpp"
-
-
-@functools.cache
-def _native_kernels() -> dict[torch.dtype, tuple] | None:
-    """``{dtype: (forward, backward, double backward)}`` of ``csrc/channelwise.cpp``, or None (see
-    :mod:`liequiv.native`)."""
-    lib = native.load(_NATIVE_SOURCE)
-    if lib is None:
-        return None
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    head = [p, i64, p, p, i64, i64, i64, i64, p, p, p, i64]
-    kernels = {}
-    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
-        fwd, bwd, bwd2 = (getattr(lib, f"channelwise_{name}_{suffix}")
-                          for name in ("forward", "backward", "double_backward"))
-        fwd.argtypes, bwd.argtypes = [*head, p, i64, i32], [*head, p, p, p, p, i64, i32]
-        bwd2.argtypes = [*head, p, p, p, p, p, p, p, p, i64, i32]
-        fwd.restype = bwd.restype = bwd2.restype = None
-        kernels[dtype] = (fwd, bwd, bwd2)
-    return kernels
+_channelwise_double_backward_op = kernels.define(
+    "channelwise_double_backward(Tensor x1, Tensor x2, Tensor? w, Tensor g, Tensor? a1, Tensor? a2, Tensor? aw, "
+    "Tensor paths, Tensor weighted, Tensor ijk, Tensor c, int n_weights, bool[] needs) -> (Tensor, Tensor, Tensor, "
+    "Tensor)",
+    _channelwise_double_backward_cpu,
+    _double_backward_fake,
+)
+_channelwise_backward_op = kernels.define(
+    "channelwise_backward(Tensor x1, Tensor x2, Tensor? w, Tensor g, Tensor paths, Tensor weighted, Tensor ijk, "
+    "Tensor c, int n_weights, bool[] needs) -> (Tensor, Tensor, Tensor)",
+    _channelwise_backward_cpu,
+    _backward_fake,
+    _channelwise_backward_vjp,
+    _save,
+)
+_channelwise_op = kernels.define(
+    "channelwise(Tensor x1, Tensor x2, Tensor? w, Tensor paths, Tensor weighted, Tensor ijk, Tensor c, int d_out, "
+    "int n_weights) -> Tensor",
+    _channelwise_cpu,
+    _channelwise_fake,
+    _channelwise_vjp,
+    _save,
+)
 
 
 def _factory(spec: TensorProductSpec) -> nn.Module:

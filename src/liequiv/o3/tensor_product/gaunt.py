@@ -222,7 +222,8 @@ class GauntTensorProduct(nn.Module):
         valid = base >= 0
         cols = base[valid][None] + torch.arange(C)[:, None] * step[valid][None]
         covered = cols.unique().numel() == irreps.dim
-        return GridLayout(lmax, table, irreps.dim, base.to(torch.int32), step.to(torch.int32), s, covered)
+        shared = not bool(step.any())
+        return GridLayout(lmax, table, irreps.dim, base.to(torch.int32), step.to(torch.int32), s, covered, shared)
 
     @staticmethod
     def _gather(irreps: Irreps, degrees: dict[int, int], lmax: int, channels: int) -> Tensor:

@@ -1,0 +1,174 @@
+"""Bindings of the compiled CPU kernels of :mod:`liequiv.o3` (``csrc/*.cpp``) and the ``liequiv`` operator library.
+
+Every kernel is an ``extern "C"`` function ``<name>_f32`` / ``<name>_f64`` (the dtype of its tensors) returning
+``void``, whose arguments are data pointers (contiguous CPU tensors), sizes (``int64``) and, last, the number of
+OpenMP threads. :data:`_ABI` declares all of them; :func:`kernel` returns one for a dtype.
+
+The kernels are exposed as operators ``torch.ops.liequiv.*``, defined in :data:`LIBRARY` next to their math
+(:mod:`liequiv.o3.harmonics`, :mod:`liequiv.o3.tensor_product.cg`, :mod:`liequiv.o3.gaunt`): a CPU
+implementation calling the kernel, a fake implementation (shapes and dtypes, for ``torch.compile`` and
+``torch.export``) and an autograd formula whose backward is again an operator. Eager calls skip the dispatcher
+(:class:`Operator`): it would add more than the smallest kernels cost.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from liequiv import native
+
+__all__ = ["LIBRARY", "OperandArgs", "Operator", "available", "define", "kernel", "ptr", "supports", "threads"]
+
+_CSRC = Path(__file__).with_name("csrc")
+_P, _I64, _I32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+class OperandArgs(ctypes.Structure):
+    """``OperandArgs`` of ``csrc/grid_product.cpp``: one operand of the grid product, pointers in the call's dtype."""
+
+    _fields_ = [
+        ("data", _P),
+        ("D", _I64),
+        ("base", _P),
+        ("step", _P),
+        ("scale", _P),
+        ("L", _I64),
+        ("table", _P),
+        ("phi", _P),
+    ]
+
+
+_CHANNELWISE_HEAD = [_P, _I64, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _I64]  # tables, sizes, x1, x2, w, w_ld
+_OPERAND = ctypes.POINTER(OperandArgs)
+
+# source -> {kernel name: argument types without the dtype suffix}; every kernel returns void
+_ABI: dict[str, dict[str, list]] = {
+    "harmonics": {
+        # v, out, n, lmax, scale (float64 [lmax+1]), threads
+        "harmonics_forward": [_P, _P, _I64, _I32, _P, _I32],
+        # v, g, grad_v, n, lmax, scale, threads
+        "harmonics_backward": [_P, _P, _P, _I64, _I32, _P, _I32],
+    },
+    "channelwise": {
+        # head, out, n, threads
+        "channelwise_forward": [*_CHANNELWISE_HEAD, _P, _I64, _I32],
+        # head, g, gx1, gx2, gw, n, threads
+        "channelwise_backward": [*_CHANNELWISE_HEAD, _P, _P, _P, _P, _I64, _I32],
+        # head, g, a1, a2, aw, gg, gx1, gx2, gw, n, threads
+        "channelwise_double_backward": [*_CHANNELWISE_HEAD, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _I32],
+    },
+    "grid_product": {
+        # x, y, out, Z, C, n_beta, n_alpha, threads
+        "grid_product": [_OPERAND, _OPERAND, _OPERAND, _I64, _I64, _I32, _I32, _I32],
+    },
+}
+
+LIBRARY = torch.library.Library("liequiv", "DEF")
+
+
+@functools.cache
+def _bind(source: str) -> dict[tuple[str, torch.dtype], Callable[..., None]] | None:
+    lib = native.load(_CSRC / f"{source}.cpp")
+    if lib is None:
+        return None
+    functions = {}
+    for name, argtypes in _ABI[source].items():
+        for dtype, suffix in _SUFFIX.items():
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.argtypes, fn.restype = argtypes, None
+            functions[name, dtype] = fn
+    return functions
+
+
+@torch.compiler.assume_constant_result
+def _built(source: str) -> bool:
+    return _bind(source) is not None
+
+
+def available(source: str) -> bool:
+    """Whether the kernels of ``csrc/<source>.cpp`` run: ``LIEQUIV_NATIVE`` is not ``0`` and they are built (once;
+    constant under ``torch.compile``)."""
+    return native.enabled() and _built(source)
+
+
+def kernel(source: str, name: str, dtype: torch.dtype) -> Callable[..., None]:
+    """The kernel ``name`` of ``csrc/<source>.cpp`` for float32 or float64 tensors (check :func:`available`)."""
+    return _bind(source)[name, dtype]
+
+
+def supports(t: Tensor) -> bool:
+    """Whether the kernels take ``t``'s device and dtype (CPU, float32 or float64)."""
+    return t.device.type == "cpu" and t.dtype in _SUFFIX
+
+
+def _plain(tensors: list[Tensor]) -> bool:
+    """Real CPU tensors of an eager call: not traced (``torch.compile``, ``torch.export``: fake or functional
+    tensors) and not wrapped by ``torch.func``."""
+    if torch.compiler.is_compiling():
+        return False
+    return all(type(t) is Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
+ptr = native.ptr
+threads = native.threads
+
+
+class Operator:
+    """A ``liequiv::`` operator, called the cheapest way that records what the call needs.
+
+    Traced calls (``torch.compile``, ``torch.export``, ``torch.func``) go through the dispatcher, so that the graph
+    holds the operator. Eager calls skip it (it costs more than the smallest kernels): without a gradient to record
+    they call the CPU implementation, else an ``autograd.Function`` made of the same implementation and the same
+    autograd formula as the operator's registration.
+    """
+
+    def __init__(self, op: torch._ops.OpOverload, cpu: Callable[..., object], function: type | None) -> None:
+        self.op, self.cpu, self.function = op, cpu, function
+
+    def __call__(self, *args: object) -> object:
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if not _plain(tensors):
+            return self.op(*args)
+        if self.function is not None and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return self.function.apply(*args)
+        return self.cpu(*args)
+
+
+def _function(cpu: Callable[..., object], backward: Callable[..., object], setup_context: Callable[..., None]) -> type:
+    """The ``autograd.Function`` of eager calls: the operator's implementation and autograd formula."""
+
+    def vjp(ctx, *grads):  # one None for a list of tensors (the operator's formula gives one per element)
+        return tuple(None if isinstance(g, list) else g for g in backward(ctx, *grads))
+
+    return type("EagerOperator", (torch.autograd.Function,), {
+        "forward": staticmethod(lambda *args: cpu(*args)),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(vjp),
+    })
+
+
+def define(
+    schema: str,
+    cpu: Callable[..., object],
+    fake: Callable[..., object],
+    backward: Callable[..., object] | None = None,
+    setup_context: Callable[..., None] | None = None,
+) -> Operator:
+    """Define ``liequiv::<schema>`` with its CPU implementation, its fake (shapes, dtypes) and, when given, its
+    autograd formula (see ``torch.library.register_autograd``); returns it as an :class:`Operator`."""
+    name = schema.split("(", 1)[0]
+    LIBRARY.define(schema)
+    LIBRARY.impl(name, cpu, "CPU")
+    torch.library.register_fake(f"liequiv::{name}", fake, lib=LIBRARY)
+    function = None
+    if backward is not None:
+        torch.library.register_autograd(f"liequiv::{name}", backward, setup_context=setup_context, lib=LIBRARY)
+        function = _function(cpu, backward, setup_context)
+    return Operator(getattr(torch.ops.liequiv, name).default, cpu, function)
