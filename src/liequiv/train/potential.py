@@ -13,6 +13,7 @@ evaluation too (the loop evaluates with gradients enabled).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,27 @@ from torch.utils.data import Dataset
 
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 
-__all__ = ["PotentialTask"]
+__all__ = ["PotentialTask", "potential_from_config"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _numbers(dataset: Dataset) -> list[np.ndarray]:
     return [dataset[i]["numbers"].numpy() for i in range(len(dataset))]
+
+
+def potential_from_config(config: dict[str, Any]) -> nn.Module:
+    """The untrained :class:`~liequiv.models.TensorProductPotential` of a run's configuration (``asdict`` of its
+    :class:`TrainConfig`, as checkpoints store it), in float32; ``config["extra"]["elements"]`` names its elements."""
+    from liequiv.models.potential import TensorProductPotential
+
+    extra = config["extra"]
+    if not extra.get("elements"):
+        raise ValueError("the configuration does not name the model's elements (extra['elements'])")
+    return TensorProductPotential(extra["elements"], channels=config["hidden"], layers=config["layers"],
+                                  lmax=int(extra.get("lmax", 2)), node_lmax=extra.get("node_lmax"),
+                                  correlation=int(extra.get("correlation", 3)), cutoff=float(extra.get("cutoff", 5.0)),
+                                  tp_backend=extra.get("tp_backend", "cg"))
 
 
 class PotentialTask:
@@ -85,16 +100,11 @@ class PotentialTask:
 
     def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
         from liequiv.data.atoms import average_num_neighbors, fit_reference_energies, rms_forces
-        from liequiv.models.potential import TensorProductPotential
 
-        extra = config.extra
         numbers = _numbers(train_set)
-        elements = sorted({int(z) for frame in numbers for z in frame} | set(extra.get("elements", ())))
-        model = TensorProductPotential(elements, channels=config.hidden, layers=config.layers,
-                                       lmax=int(extra.get("lmax", 2)), node_lmax=extra.get("node_lmax"),
-                                       correlation=int(extra.get("correlation", 3)),
-                                       cutoff=self.cutoff,
-                                       tp_backend=extra.get("tp_backend", "cg"))
+        elements = sorted({int(z) for frame in numbers for z in frame} | set(config.extra.get("elements") or ()))
+        config.extra["elements"] = elements  # saved with the config: a checkpoint rebuilds its model from it
+        model = potential_from_config(asdict(config))
         energies = np.array([float(train_set[i]["energy"]) for i in range(len(train_set))])
         model.set_statistics(reference_energies=fit_reference_energies(numbers, energies, elements),
                              avg_num_neighbors=average_num_neighbors(train_set, model.cutoff),
