@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (e.g. 0.99)")
     train.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm")
     train.add_argument("--lr-patience", type=int, default=None, help="evaluations before the LR is reduced")
-    md17 = train.add_argument_group("md17 (interatomic potentials)")
+    md17 = train.add_argument_group("md17, materials (interatomic potentials)")
     md17.add_argument("--molecule", default=None, help="one of the ten rMD17 molecules (default: ethanol)")
+    md17.add_argument("--material", default=None, help="materials: cu | cuni (EMT-labelled, default cu)")
     md17.add_argument("--data", default=None, help="extended XYZ / ASE-readable file with energies and forces")
     md17.add_argument("--energy-key", default=None, help="info key of the energies in --data")
     md17.add_argument("--forces-key", default=None, help="array key of the forces in --data")
@@ -47,11 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     md17.add_argument("--cutoff", type=float, default=None, help="neighbour cutoff, Å")
     md17.add_argument("--energy-weight", type=float, default=None)
     md17.add_argument("--forces-weight", type=float, default=None)
+    md17.add_argument("--stress-weight", type=float, default=None, help="materials: weight of the stress loss")
     md17.add_argument("--dtype", default=None, help="float32 | float64")
     return parser
 
 
-_EXTRA = {"molecule": "molecule", "data": "data", "energy_key": "energy_key", "forces_key": "forces_key",
+_EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stress_weight",
+          "data": "data", "energy_key": "energy_key", "forces_key": "forces_key",
           "split": "sizes", "tp_backend": "tp_backend", "correlation": "correlation", "lmax": "lmax",
           "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
           "forces_weight": "forces_weight", "dtype": "dtype"}
@@ -78,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
         if key not in config.extra:
             raise ValueError(f"--{arg.replace('_', '-')} is not an option of task {args.task!r}")
         config.extra[key] = value
-    label = "-".join(str(config.extra[k]) for k in ("molecule", "tp_backend") if config.extra.get(k))
+    label = "-".join(str(config.extra[k]) for k in ("molecule", "material", "tp_backend") if config.extra.get(k))
     if config.extra.get("correlation"):
         label += f"-c{config.extra['correlation']}"
     config.run_dir = args.run_dir or f"runs/{args.task}-{label + '-' if label else ''}{args.model}-s{config.seed}"
