@@ -3,7 +3,6 @@ Voigt order, caching, and clear errors."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +14,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from liequiv.calculators import LiequivCalculator
-from liequiv.train.checkpoint import save_checkpoint
-from liequiv.train.loop import TrainConfig
-from liequiv.train.potential import PotentialTask, potential_from_config
-
-
-def _checkpoint(path: Path, task: str = "md17", elements=(28, 29)) -> torch.nn.Module:
-    defaults = PotentialTask().defaults("tp-potential")
-    defaults["extra"].update({"elements": list(elements), "lmax": 1, "cutoff": 3.5, "correlation": 2})
-    config = TrainConfig(task=task, model="tp-potential", **{**defaults, "hidden": 4})
-    torch.manual_seed(0)
-    model = potential_from_config(asdict(config))
-    model.set_statistics(reference_energies=[-1.0, -2.0], scale=0.7, shift=0.1, avg_num_neighbors=12.0)
-    save_checkpoint(path, task=task, model_name="tp-potential", config=asdict(config), model=model.state_dict())
-    return model
+from potential_testing import write_potential_checkpoint
 
 
 def _numeric_force(atoms: Atoms, atom: int, axis: int, eps: float) -> float:
@@ -52,12 +38,12 @@ def _alloy(seed: int = 0) -> Atoms:
 @pytest.fixture(scope="module")
 def calc(tmp_path_factory) -> LiequivCalculator:
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    _checkpoint(path)
+    write_potential_checkpoint(path)
     return LiequivCalculator.from_checkpoint(path, dtype=torch.float64)
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    model = _checkpoint(tmp_path / "best.pt").double().eval()
+    model = write_potential_checkpoint(tmp_path / "best.pt").double().eval()
     calc = LiequivCalculator.from_checkpoint(tmp_path / "best.pt", dtype=torch.float64)
     atoms = _alloy()
     atoms.calc = calc
@@ -122,7 +108,7 @@ def test_errors(calc: LiequivCalculator, tmp_path: Path) -> None:
     assert np.isfinite(molecule.get_forces()).all()
     with pytest.raises(PropertyNotImplementedError):
         molecule.get_stress()
-    _checkpoint(tmp_path / "nbody.pt", task="nbody")
+    write_potential_checkpoint(tmp_path / "nbody.pt", task="nbody")
     with pytest.raises(ValueError, match="not an interatomic potential"):
         LiequivCalculator.from_checkpoint(tmp_path / "nbody.pt")
     (tmp_path / "junk.pt").write_text("junk")

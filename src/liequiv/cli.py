@@ -1,8 +1,10 @@
-"""The ``liequiv`` command line: ``liequiv train nbody --model egnn`` (also under ``torchrun -m liequiv``)."""
+"""The ``liequiv`` command line: ``liequiv train nbody --model egnn`` (also under ``torchrun -m liequiv``),
+``liequiv md --checkpoint runs/.../best.pt --structure cu``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from liequiv import __version__
@@ -50,7 +52,41 @@ def build_parser() -> argparse.ArgumentParser:
     md17.add_argument("--forces-weight", type=float, default=None)
     md17.add_argument("--stress-weight", type=float, default=None, help="materials: weight of the stress loss")
     md17.add_argument("--dtype", default=None, help="float32 | float64")
+    md = commands.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
+    md.add_argument("--checkpoint", required=True, help="best.pt or last.pt of liequiv train md17 | materials")
+    md.add_argument("--structure", required=True, help="a file ASE reads, cu, cuni, or an rMD17 molecule name")
+    md.add_argument("--ensemble", default="nve", choices=("nve", "nvt"), help="velocity Verlet or Langevin")
+    md.add_argument("--temperature", type=float, default=300.0, help="initial / thermostat temperature, K")
+    md.add_argument("--timestep", type=float, default=0.5, help="fs")
+    md.add_argument("--steps", type=int, default=1000)
+    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    md.add_argument("--log-every", type=int, default=10, help="steps between logged and written frames")
+    md.add_argument("--max-temperature", type=float, default=None, help="stop above this, K (max(2000, 5 T))")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--device", default="cpu")
+    md.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    md.add_argument("--out", default="runs/md", help="output directory")
     return parser
+
+
+def _md(args: argparse.Namespace) -> int:
+    import torch
+
+    from liequiv.calculators import LiequivCalculator
+    from liequiv.md import build_structure, run_md
+
+    calculator = LiequivCalculator.from_checkpoint(args.checkpoint, device=args.device,
+                                                   dtype=getattr(torch, args.dtype))
+    summary = run_md(build_structure(args.structure, args.seed), calculator, args.out, ensemble=args.ensemble,
+                     temperature_K=args.temperature, timestep_fs=args.timestep, steps=args.steps,
+                     friction_per_fs=args.friction, log_every=args.log_every,
+                     max_temperature_K=args.max_temperature, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    if summary["stopped"]:
+        print(f"liequiv md: stopped at step {summary['stopped']['step']}: {summary['stopped']['reason']}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 _EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stress_weight",
@@ -101,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _train(args)
+        return _md(args) if args.command == "md" else _train(args)
     except ValueError as error:
         print(f"liequiv {args.command}: error: {error}", file=sys.stderr)
         return 2
