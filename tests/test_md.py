@@ -12,6 +12,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from ase import units
 from ase.build import bulk
 
 from liequiv.calculators import LiequivCalculator
@@ -46,6 +47,11 @@ def test_nve_conserves_energy_at_second_order(checkpoint: Path, tmp_path: Path) 
         assert np.allclose(table[:, 4], table[:, 2] + table[:, 3])
         assert table[:, 3].std() > 1e-3  # energy moves between kinetic and potential
         errors.append(np.abs(table[:, 4] - table[0, 4]).max() / len(_copper()))
+        # the step is dt fs: x(t + dt) - x(t) = dt (v(t) + v(t + dt)) / 2 + O(dt³)
+        first, second = ase.io.read(tmp_path / f"dt{dt}" / "trajectory.extxyz", index="0:2")
+        moved = second.positions - first.positions
+        expected = dt * units.fs * (first.get_velocities() + second.get_velocities()) / 2
+        assert np.abs(moved - expected).max() < 0.02 * np.abs(moved).max()
     assert errors[0] < 1e-3  # eV per atom over 20 fs
     assert 2.5 < errors[0] / errors[1] < 6.0, errors
 
