@@ -118,3 +118,14 @@ def test_md_command(checkpoint: Path, tmp_path: Path) -> None:
     done = subprocess.run([*cmd[:-4], "--max-temperature", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "stopped at step 0" in done.stderr
     assert torch.load(checkpoint, weights_only=False)["task"] == "md17"
+
+
+def test_bad_input(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="neither a file nor a builtin"):
+        build_structure("steel")
+    assert len(build_structure("cuni")) == 108 and (build_structure("cuni").numbers == 28).sum() == 54
+    calc = LiequivCalculator.from_checkpoint(checkpoint)
+    with pytest.raises(ValueError, match="ensemble"):
+        run_md(_copper(), calc, tmp_path, ensemble="npt")
+    with pytest.raises(ValueError, match="timestep_fs"):
+        run_md(_copper(), calc, tmp_path, timestep_fs=0.0)
