@@ -1,8 +1,10 @@
-"""The ``liequiv`` command line: ``liequiv train nbody --model egnn`` (also under ``torchrun -m liequiv``)."""
+"""The ``liequiv`` command line: ``liequiv train nbody --model egnn`` (also under ``torchrun -m liequiv``),
+``liequiv md --checkpoint runs/.../best.pt --structure cu``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -60,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-grad", type=_POSITIVE, default=None, help="clip the gradient norm")
     train.add_argument("--lr-patience", type=_NON_NEGATIVE_INT, default=None,
                        help="evaluations without improvement before the LR is reduced")
-    md17 = train.add_argument_group("md17 (interatomic potentials)")
+    md17 = train.add_argument_group("md17, materials (interatomic potentials)")
     md17.add_argument("--molecule", default=None, help="one of the ten rMD17 molecules (default: ethanol)")
+    md17.add_argument("--material", default=None, help="materials: cu | cuni (EMT-labelled, default cu)")
     md17.add_argument("--data", default=None, help="extended XYZ / ASE-readable file with energies and forces")
     md17.add_argument("--energy-key", default=None, help="info key of the energies in --data")
     md17.add_argument("--forces-key", default=None, help="array key of the forces in --data")
@@ -74,11 +77,47 @@ def build_parser() -> argparse.ArgumentParser:
     md17.add_argument("--cutoff", type=_POSITIVE, default=None, help="neighbour cutoff, Å")
     md17.add_argument("--energy-weight", type=_NON_NEGATIVE, default=None, help="weight of the energy loss")
     md17.add_argument("--forces-weight", type=_NON_NEGATIVE, default=None, help="weight of the force loss")
+    md17.add_argument("--stress-weight", type=_NON_NEGATIVE, default=None, help="materials: weight of the stress loss")
     md17.add_argument("--dtype", default=None, help="float32 | float64")
+    md = commands.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
+    md.add_argument("--checkpoint", required=True, help="best.pt or last.pt of liequiv train md17 | materials")
+    md.add_argument("--structure", required=True, help="a file ASE reads, cu, cuni, or an rMD17 molecule name")
+    md.add_argument("--ensemble", default="nve", choices=("nve", "nvt"), help="velocity Verlet or Langevin")
+    md.add_argument("--temperature", type=_NON_NEGATIVE, default=300.0, help="initial / thermostat temperature, K")
+    md.add_argument("--timestep", type=_POSITIVE, default=0.5, help="fs")
+    md.add_argument("--steps", type=_POSITIVE_INT, default=1000)
+    md.add_argument("--friction", type=_NON_NEGATIVE, default=0.01, help="Langevin friction, 1/fs")
+    md.add_argument("--log-every", type=_POSITIVE_INT, default=10, help="steps between logged and written frames")
+    md.add_argument("--max-temperature", type=_POSITIVE, default=None, help="stop above this, K (max(2000, 5 T))")
+    md.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0)
+    md.add_argument("--device", default="cpu")
+    md.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    md.add_argument("--out", default="runs/md", help="output directory")
     return parser
 
 
-_EXTRA = {"molecule": "molecule", "data": "data", "energy_key": "energy_key", "forces_key": "forces_key",
+def _md(args: argparse.Namespace) -> int:
+    import torch
+
+    from liequiv.calculators import LiequivCalculator
+    from liequiv.md import build_structure, run_md
+
+    calculator = LiequivCalculator.from_checkpoint(args.checkpoint, device=args.device,
+                                                   dtype=getattr(torch, args.dtype))
+    summary = run_md(build_structure(args.structure, args.seed), calculator, args.out, ensemble=args.ensemble,
+                     temperature_K=args.temperature, timestep_fs=args.timestep, steps=args.steps,
+                     friction_per_fs=args.friction, log_every=args.log_every,
+                     max_temperature_K=args.max_temperature, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    if summary["stopped"]:
+        print(f"liequiv md: stopped at step {summary['stopped']['step']}: {summary['stopped']['reason']}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+_EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stress_weight",
+          "data": "data", "energy_key": "energy_key", "forces_key": "forces_key",
           "split": "sizes", "tp_backend": "tp_backend", "correlation": "correlation", "lmax": "lmax",
           "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
           "forces_weight": "forces_weight", "dtype": "dtype"}
@@ -105,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
         if key not in config.extra:
             raise ValueError(f"--{arg.replace('_', '-')} is not an option of task {args.task!r}")
         config.extra[key] = value
-    label = "-".join(str(config.extra[k]) for k in ("molecule", "tp_backend") if config.extra.get(k))
+    label = "-".join(str(config.extra[k]) for k in ("molecule", "material", "tp_backend") if config.extra.get(k))
     if config.extra.get("correlation"):
         label += f"-c{config.extra['correlation']}"
     config.run_dir = args.run_dir or f"runs/{args.task}-{label + '-' if label else ''}{args.model}-s{config.seed}"
@@ -125,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _train(args)
+        return _md(args) if args.command == "md" else _train(args)
     except ValueError as error:
         print(f"liequiv {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics; atomistic frames."""
+"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials; atomistic
+frames."""
 
 from liequiv.data.atoms import (
     AtomsDataset,
@@ -11,13 +12,16 @@ from liequiv.data.atoms import (
     rms_forces,
     write_extxyz,
 )
+from liequiv.data.materials import MATERIALS, MaterialsConfig, load_material, material_datasets
 from liequiv.data.molecules import MOLECULES, MDConfig, load_molecule, molecule_datasets, simulate_md, split_indices
 from liequiv.data.nbody import NBodyConfig, NBodyDataset, collate_nbody, load_split, simulate
 
 __all__ = [
+    "MATERIALS",
     "MOLECULES",
     "AtomsDataset",
     "MDConfig",
+    "MaterialsConfig",
     "NBodyConfig",
     "NBodyDataset",
     "average_num_neighbors",
@@ -25,8 +29,10 @@ __all__ = [
     "collate_atoms",
     "collate_nbody",
     "fit_reference_energies",
+    "load_material",
     "load_molecule",
     "load_split",
+    "material_datasets",
     "molecule_datasets",
     "neighbor_list",
     "read_atoms_file",

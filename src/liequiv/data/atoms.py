@@ -1,8 +1,9 @@
 """Atomistic frames: reading and writing files, checks, a torch data set, batches with neighbour lists, statistics.
 
 A *frame* is a dict of numpy arrays in ASE's units (eV, Å, eV/Å): ``numbers [n] int64``, ``positions [n, 3]``,
-``cell [3, 3]`` and ``pbc [3] bool`` (zeros and False for a molecule), and the labels ``energy []`` and
-``forces [n, 3]`` (float64). :func:`read_atoms_file` reads them from extended XYZ or any file ASE reads;
+``cell [3, 3]`` and ``pbc [3] bool`` (zeros and False for a molecule), and the labels ``energy []``,
+``forces [n, 3]`` and, for periodic frames that have it, ``stress [3, 3]`` (eV/Å³, ASE's sign) (float64).
+:func:`read_atoms_file` reads them from extended XYZ or any file ASE reads;
 :func:`write_extxyz` writes them so that ASE, MACE and NequIP read them back (``energy=`` in the comment line,
 a ``forces`` column).
 
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 MIN_DISTANCE = 0.1  # Å: closer atoms are an error in the data (a duplicated atom, a unit mistake)
 ENERGY_KEYS = ("energy", "REF_energy", "Energy")  # looked up in atoms.info when no energy_key is given
 FORCES_KEYS = ("forces", "REF_forces")  # looked up in atoms.arrays when no forces_key is given
+LABELS = ("energy", "forces", "stress")  # per-frame labels: a data set or batch has each for all frames or none
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -50,7 +52,7 @@ def _as_frame(frame: Mapping, index: int) -> dict[str, np.ndarray]:
     if numbers.min() < 1 or numbers.max() > 118:
         raise ValueError(f"{where}: atomic numbers must lie in [1, 118], got [{numbers.min()}, {numbers.max()}]")
     out = {"numbers": numbers.astype(np.int64)}
-    shapes = {"positions": (n, 3), "forces": (n, 3), "energy": (), "cell": (3, 3), "pbc": (3,)}
+    shapes = {"positions": (n, 3), "forces": (n, 3), "energy": (), "stress": (3, 3), "cell": (3, 3), "pbc": (3,)}
     for key, shape in shapes.items():
         if key not in frame or frame[key] is None:
             continue
@@ -210,13 +212,14 @@ class AtomsDataset(Dataset):
     """Frames as a torch data set; each item is a dict of tensors (float64 unless stated).
 
     Items: ``numbers [n] long``, ``pos [n, 3]``, ``cell [3, 3]``, ``pbc [3] bool`` and, where the frames have
-    them, ``energy []`` (eV) and ``forces [n, 3]`` (eV/Å). Frames are checked on construction
+    them, ``energy []`` (eV), ``forces [n, 3]`` (eV/Å) and ``stress [3, 3]`` (eV/Å³). Frames are checked on
+    construction
     (:func:`check_frames`). Batch with ``functools.partial(collate_atoms, cutoff=...)``.
     """
 
     def __init__(self, frames: Iterable[Mapping], *, check: bool = True) -> None:
         frames = check_frames(frames) if check else list(frames)
-        labelled = {key: sum(key in f for f in frames) for key in ("energy", "forces")}
+        labelled = {key: sum(key in f for f in frames) for key in LABELS}
         for key, count in labelled.items():
             if 0 < count < len(frames):
                 raise ValueError(f"{key} is given for {count} of {len(frames)} frames: label all frames or none")
@@ -225,7 +228,7 @@ class AtomsDataset(Dataset):
     @staticmethod
     def _item(frame: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
         names = {"numbers": "numbers", "positions": "pos", "cell": "cell", "pbc": "pbc", "energy": "energy",
-                 "forces": "forces"}
+                 "forces": "forces", "stress": "stress"}
         return {names[key]: torch.as_tensor(value) for key, value in frame.items() if key in names}
 
     @classmethod
@@ -291,14 +294,15 @@ def collate_atoms(samples: Sequence[Mapping[str, Tensor]], cutoff: float) -> dic
     Returns ``pos [N, 3]``, ``numbers [N] long``, ``batch [N] long``, ``n_atoms [B] long``, ``edge_index [2, E]
     long`` (sender, receiver; indices offset by the atoms of the earlier frames), ``shifts [E, 3]`` (Cartesian,
     ``unit_shifts @ cell``), ``unit_shifts [E, 3]`` (integer-valued, in pos's dtype), ``cell [B, 3, 3]``,
-    ``pbc [B, 3] bool`` and, if the samples are labelled, ``energy [B]`` and ``forces [N, 3]``. An atom with
-    no neighbour within ``cutoff`` simply has no edges.
+    ``pbc [B, 3] bool`` and, if the samples are labelled, ``energy [B]``, ``forces [N, 3]`` and
+    ``stress [B, 3, 3]``. An atom with no neighbour within ``cutoff`` simply has no edges.
     """
     if len(samples) == 0:
         raise ValueError("collate_atoms needs at least one sample")
-    labels = [key for key in ("energy", "forces") if key in samples[0]]
-    if any(set(labels) != {key for key in ("energy", "forces") if key in s} for s in samples):
-        raise ValueError("some samples of the batch carry energy/forces and others do not")
+    labels = [key for key in LABELS if key in samples[0]]
+    if any(set(labels) != {key for key in LABELS if key in s} for s in samples):
+        present = "/".join(key for key in LABELS if any(key in s for s in samples))
+        raise ValueError(f"some samples of the batch carry {present} and others do not")
     edges, unit_shifts, shifts, offset = [], [], [], 0
     for sample in samples:
         pos = sample["pos"]
@@ -327,6 +331,8 @@ def collate_atoms(samples: Sequence[Mapping[str, Tensor]], cutoff: float) -> dic
         out["energy"] = torch.stack([s["energy"].reshape(()) for s in samples])
     if "forces" in labels:
         out["forces"] = torch.cat([s["forces"] for s in samples])
+    if "stress" in labels:
+        out["stress"] = torch.stack([s["stress"] for s in samples])
     return out
 
 

@@ -150,12 +150,16 @@ class TensorProductPotential(nn.Module):
 
     def forward(self, numbers: Tensor, pos: Tensor, edge_index: Tensor, batch: Tensor | None = None,
                 shifts: Tensor | None = None, *, num_graphs: int | None = None, compute_forces: bool = True,
-                training: bool | None = None) -> dict[str, Tensor]:
+                training: bool | None = None, cell: Tensor | None = None,
+                compute_stress: bool = False) -> dict[str, Tensor]:
         """``numbers [N]``, ``pos [N, 3]`` (Å), ``edge_index [2, E]``, ``batch [N]``, ``shifts [E, 3]`` ->
         ``{"energy": [B], "node_energy": [N], "forces": [N, 3]}`` (eV, eV/Å).
 
+        With ``compute_stress``, also ``"stress" [B, 3, 3]`` (eV/Å³, ASE's sign: positive under tension)
+        ``= (1/V) ∂E/∂ε`` for a symmetric strain ``ε`` of each structure applied to its positions and shifts
+        (``x -> x (I + ε)``), with ``V = |det cell|`` from ``cell [B, 3, 3]`` (ValueError for a zero volume).
         Forces need autograd: do not call under ``torch.inference_mode()``. ``training`` (default: the module's
-        mode) keeps the graph of the forces, so that a loss on them can be differentiated.
+        mode) keeps the graph of the forces and stress, so that a loss on them can be differentiated.
         """
         species = self.species(numbers)
         n = species.shape[0]
@@ -170,17 +174,28 @@ class TensorProductPotential(nn.Module):
             raise ValueError(f"batch must have shape [{n}], got {tuple(batch.shape)}")
         num_graphs = (int(batch.max()) + 1 if n else 0) if num_graphs is None else num_graphs
         create_graph = self.training if training is None else training
+        if compute_stress:
+            volume = self._volume(cell, num_graphs, pos)
+            compute_forces = True
         if compute_forces:
             if torch.is_inference_mode_enabled():
                 raise RuntimeError("forces need autograd: evaluate outside torch.inference_mode()")
             if not pos.requires_grad:
                 pos = pos.detach().requires_grad_(True)
         with torch.set_grad_enabled(compute_forces or torch.is_grad_enabled()):
-            vectors = pos.index_select(0, dst) - pos.index_select(0, src)
+            strained = pos
+            if compute_stress:  # x -> x (I + ε): the gradient at ε = 0 is V σ
+                strain = pos.new_zeros(num_graphs, 3, 3, requires_grad=True)
+                symmetric = 0.5 * (strain + strain.transpose(1, 2))
+                strained = pos + torch.einsum("ni,nij->nj", pos, symmetric.index_select(0, batch))
+            vectors = strained.index_select(0, dst) - strained.index_select(0, src)
             if shifts is not None:
                 if shifts.shape != vectors.shape:
                     raise ValueError(f"shifts must have shape {tuple(vectors.shape)}, got {tuple(shifts.shape)}")
-                vectors = vectors + shifts.to(pos.dtype)
+                shifts = shifts.to(pos.dtype)
+                if compute_stress:
+                    shifts = shifts + torch.einsum("ei,eij->ej", shifts, symmetric.index_select(0, batch[src]))
+                vectors = vectors + shifts
             lengths = torch.linalg.vector_norm(vectors, dim=-1)
             if lengths.numel() and not torch.compiler.is_compiling() and bool(lengths.min() < MIN_DISTANCE):
                 k = int(lengths.argmin())
@@ -190,9 +205,24 @@ class TensorProductPotential(nn.Module):
             energy = scatter_sum(node_energy, batch, num_graphs)
             out = {"energy": energy, "node_energy": node_energy}
             if compute_forces:
-                (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph, allow_unused=True)
-                out["forces"] = -grad if grad is not None else torch.zeros_like(pos)
+                inputs = (pos, strain) if compute_stress else (pos,)
+                grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph, allow_unused=True)
+                out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(pos)
+                if compute_stress:
+                    d_strain = grads[1] if grads[1] is not None else torch.zeros_like(strain)
+                    out["stress"] = d_strain / volume[:, None, None]
         return out
+
+    @staticmethod
+    def _volume(cell: Tensor | None, num_graphs: int, pos: Tensor) -> Tensor:
+        """``|det cell|`` ``[B]`` in pos's dtype; ValueError for a missing, misshapen or zero-volume cell."""
+        if cell is None or tuple(cell.shape) not in ((num_graphs, 3, 3), (3, 3)):
+            raise ValueError(f"compute_stress needs cell [{num_graphs}, 3, 3], got "
+                             f"{None if cell is None else tuple(cell.shape)}")
+        volume = torch.linalg.det(cell.to(pos.dtype).detach().expand(num_graphs, 3, 3)).abs()
+        if not bool((volume > 1e-9).all()):
+            raise ValueError(f"compute_stress needs cells of non-zero volume, got volumes {volume.tolist()} Å³")
+        return volume
 
     def atomic_energies(self, species: Tensor, vectors: Tensor, lengths: Tensor, edge_index: Tensor) -> Tensor:
         """``[N]``: ``scale · ε_i + shift + E0[z_i]`` from the edge vectors ``[E, 3]`` and their lengths ``[E]``."""

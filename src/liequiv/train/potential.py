@@ -1,4 +1,5 @@
-"""The interatomic-potential task of ``liequiv train md17``: energies and forces of molecules.
+"""The interatomic-potential tasks: ``liequiv train md17`` (energies and forces of molecules) and ``liequiv train
+materials`` (energies, forces and stress of periodic EMT-labelled metals, :mod:`liequiv.data.materials`).
 
 Data: the GFN2-xTB molecular dynamics of one of the ten rMD17 molecules, generated and cached by
 :mod:`liequiv.data.molecules` (``--molecule``), or any extended XYZ / ASE-readable file with energies and forces
@@ -6,13 +7,15 @@ Data: the GFN2-xTB molecular dynamics of one of the ten rMD17 molecules, generat
 permutation. Model: :class:`~liequiv.models.TensorProductPotential`, its reference energies (least squares on the
 training set), average neighbour count and energy scale (RMS of the training forces) fitted before training.
 
-Loss (MACE's): ``w_E mean_B((ΔE / n_atoms)²) + w_F mean(ΔF²)`` over structures and force components. Metrics:
-energy MAE (meV per structure), force MAE and RMSE (meV/Å), the loss (the monitor). Forces come from autograd at
+Loss (MACE's): ``w_E mean_B((ΔE / n_atoms)²) + w_F mean(ΔF²) [+ w_S mean(Δσ²)]`` over structures, force and stress
+components (stress where the data carry it: eV/Å³, as ``[B, 3, 3]``). Metrics: energy MAE (meV per structure), force
+MAE and RMSE (meV/Å), stress MAE (meV/Å³) where there is stress, the loss (the monitor). Forces come from autograd at
 evaluation too (the loop evaluates with gradients enabled).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -22,13 +25,27 @@ from torch.utils.data import Dataset
 
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 
-__all__ = ["PotentialTask"]
+__all__ = ["MaterialsTask", "PotentialTask", "potential_from_config"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _numbers(dataset: Dataset) -> list[np.ndarray]:
     return [dataset[i]["numbers"].numpy() for i in range(len(dataset))]
+
+
+def potential_from_config(config: dict[str, Any]) -> nn.Module:
+    """The untrained :class:`~liequiv.models.TensorProductPotential` of a run's configuration (``asdict`` of its
+    :class:`TrainConfig`, as checkpoints store it), in float32; ``config["extra"]["elements"]`` names its elements."""
+    from liequiv.models.potential import TensorProductPotential
+
+    extra = config["extra"]
+    if not extra.get("elements"):
+        raise ValueError("the configuration does not name the model's elements (extra['elements'])")
+    return TensorProductPotential(extra["elements"], channels=config["hidden"], layers=config["layers"],
+                                  lmax=int(extra.get("lmax", 2)), node_lmax=extra.get("node_lmax"),
+                                  correlation=int(extra.get("correlation", 3)), cutoff=float(extra.get("cutoff", 5.0)),
+                                  tp_backend=extra.get("tp_backend", "cg"))
 
 
 class PotentialTask:
@@ -66,7 +83,7 @@ class PotentialTask:
         return sets["train"], sets["valid"], sets["test"]
 
     def __init__(self) -> None:
-        self.cutoff, self.dtype, self.weights = 5.0, torch.float32, (1.0, 100.0)
+        self.cutoff, self.dtype, self.weights = 5.0, torch.float32, (1.0, 100.0, 100.0)
 
     def configure(self, config: TrainConfig) -> None:
         """This run's cutoff, dtype and loss weights (the loop calls this first)."""
@@ -76,10 +93,11 @@ class PotentialTask:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.dtype = DTYPES[dtype]
-        self.weights = (float(extra.get("energy_weight", 1.0)), float(extra.get("forces_weight", 100.0)))
-        if min(self.weights) < 0 or max(self.weights) == 0:
-            raise ValueError(f"energy_weight and forces_weight must be non-negative and not both zero, "
-                             f"got {self.weights[0]} and {self.weights[1]}")
+        self.weights = (float(extra.get("energy_weight", 1.0)), float(extra.get("forces_weight", 100.0)),
+                        float(extra.get("stress_weight", 100.0)))
+        if min(self.weights) < 0 or max(self.weights[:2]) == 0:
+            raise ValueError(f"energy_weight and forces_weight must be non-negative and not both zero, and "
+                             f"stress_weight non-negative, got {self.weights}")
 
     def collate(self, samples: list[Any]) -> Batch:
         from liequiv.data.atoms import collate_atoms
@@ -88,16 +106,11 @@ class PotentialTask:
 
     def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
         from liequiv.data.atoms import average_num_neighbors, fit_reference_energies, rms_forces
-        from liequiv.models.potential import TensorProductPotential
 
-        extra = config.extra
         numbers = _numbers(train_set)
-        elements = sorted({int(z) for frame in numbers for z in frame} | set(extra.get("elements", ())))
-        model = TensorProductPotential(elements, channels=config.hidden, layers=config.layers,
-                                       lmax=int(extra.get("lmax", 2)), node_lmax=extra.get("node_lmax"),
-                                       correlation=int(extra.get("correlation", 3)),
-                                       cutoff=self.cutoff,
-                                       tp_backend=extra.get("tp_backend", "cg"))
+        elements = sorted({int(z) for frame in numbers for z in frame} | set(config.extra.get("elements") or ()))
+        config.extra["elements"] = elements  # saved with the config: a checkpoint rebuilds its model from it
+        model = potential_from_config(asdict(config))
         energies = np.array([float(train_set[i]["energy"]) for i in range(len(train_set))])
         model.set_statistics(reference_energies=fit_reference_energies(numbers, energies, elements),
                              avg_num_neighbors=average_num_neighbors(train_set, model.cutoff),
@@ -107,19 +120,28 @@ class PotentialTask:
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
         dtype = self.dtype
         n_graphs = batch["energy"].shape[0]
+        with_stress = "stress" in batch
         out = model(batch["numbers"], batch["pos"].to(dtype), batch["edge_index"], batch["batch"],
-                    batch["shifts"].to(dtype), num_graphs=n_graphs)
+                    batch["shifts"].to(dtype), num_graphs=n_graphs, cell=batch["cell"].to(dtype),
+                    compute_stress=with_stress)
         d_energy = out["energy"] - batch["energy"].to(dtype)
         d_forces = out["forces"] - batch["forces"].to(dtype)
-        w_energy, w_forces = self.weights
+        w_energy, w_forces, w_stress = self.weights
         loss = w_energy * (d_energy / batch["n_atoms"].to(dtype)).square().mean() + w_forces * d_forces.square().mean()
         e, f = d_energy.detach().double() * 1000, d_forces.detach().double() * 1000  # meV, meV/Å
         count_e, count_f = torch.tensor(float(n_graphs)), torch.tensor(float(f.numel()))
+        stress = {}
+        if with_stress:
+            d_stress = out["stress"] - batch["stress"].to(dtype)
+            loss = loss + w_stress * d_stress.square().mean()
+            s = d_stress.detach().double() * 1000  # meV/Å³
+            stress = {"stress_mae": torch.stack([s.abs().sum(), torch.tensor(float(s.numel()))])}
         return loss, {
             "loss": torch.stack([loss.detach().double() * n_graphs, count_e]),
             "energy_mae": torch.stack([e.abs().sum(), count_e]),
             "force_mae": torch.stack([f.abs().sum(), count_f]),
             "force_rmse": torch.stack([f.square().sum(), count_f]),
+            **stress,
         }
 
     def plot(self, model: nn.Module, test_set: Dataset, run_dir) -> None:
@@ -135,3 +157,31 @@ class PotentialTask:
         plot_parity({"energy (eV)": (batch["energy"], out["energy"].detach()),
                      "force components (eV/Å)": (batch["forces"].reshape(-1), out["forces"].detach().reshape(-1))},
                     run_dir / "prediction.png")
+
+
+class MaterialsTask(PotentialTask):
+    """Energies, forces and stress of EMT-labelled Cu or Cu-Ni (``--material``; :mod:`liequiv.data.materials`).
+
+    ``sum(sizes)`` frames are generated (default 600 / 100 / 300); the generator draws frame after frame, so a
+    smaller set is the start of a larger one. The stress weight (default 100) makes a stress error ``Δσ`` weigh
+    about as an energy error per atom of ``Ω Δσ`` would (``Ω ≈ 12 Å³``, the volume per Cu atom).
+    """
+
+    name = "materials"
+    display = ("energy_mae", "force_mae", "stress_mae")
+
+    def defaults(self, model: str) -> dict[str, Any]:
+        """The md17 model and recipe, and the material's data options and stress weight."""
+        defaults = super().defaults(model)
+        for key in ("molecule", "data", "energy_key", "forces_key"):
+            del defaults["extra"][key]
+        defaults["extra"].update({"material": "cu", "stress_weight": 100.0})
+        return defaults
+
+    def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
+        from liequiv.data.materials import MaterialsConfig, material_datasets
+
+        sizes = config.extra.get("sizes") or (600, 100, 300)
+        sets = material_datasets(config.extra.get("material", "cu"), sizes, config.extra.get("split_seed", 0),
+                                 MaterialsConfig(n_frames=sum(sizes)))
+        return sets["train"], sets["valid"], sets["test"]

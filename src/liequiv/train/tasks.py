@@ -78,7 +78,13 @@ def _potential_task() -> Task:
     return PotentialTask()
 
 
-TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task}
+def _materials_task() -> Task:
+    from liequiv.train.potential import MaterialsTask
+
+    return MaterialsTask()
+
+
+TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task}
 
 
 def get_task(name: str) -> Task:
