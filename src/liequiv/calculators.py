@@ -31,8 +31,8 @@ def load_potential(path: str | os.PathLike, dtype: torch.dtype = torch.float64) 
     from liequiv.train.potential import potential_from_config
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a missing, truncated or foreign file
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a missing, truncated or foreign file, or one holding Python objects
         raise ValueError(f"checkpoint {path} could not be read: {error}") from error
     if not isinstance(state, dict) or not {"task", "model_name", "config", "model"} <= set(state):
         raise ValueError(f"{path} is not a liequiv training checkpoint")

@@ -199,8 +199,8 @@ class TensorProductPotential(nn.Module):
             lengths = torch.linalg.vector_norm(vectors, dim=-1)
             if lengths.numel() and not torch.compiler.is_compiling() and bool(lengths.min() < MIN_DISTANCE):
                 k = int(lengths.argmin())
-                raise ValueError(f"atoms {int(src[k])} and {int(dst[k])} are {float(lengths[k]):.3g} Å apart, closer "
-                                 f"than {MIN_DISTANCE} Å")
+                raise ValueError(f"atoms {int(src[k])} and {int(dst[k])} are {float(lengths[k].detach()):.3g} Å apart, "
+                                 f"closer than {MIN_DISTANCE} Å")
             node_energy = self.atomic_energies(species, vectors, lengths, edge_index)
             energy = scatter_sum(node_energy, batch, num_graphs)
             out = {"energy": energy, "node_energy": node_energy}
