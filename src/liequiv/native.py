@@ -1,7 +1,7 @@
 """Optional CPU kernels in C++, compiled on first use with the machine's compiler and loaded through ``ctypes``.
 
 A kernel source is a plain C++ file with ``extern "C"`` functions on raw pointers (no Python or torch headers, so it
-compiles in 1-3 s); it may include headers of its own folder. :func:`load` compiles it once per text (with
+compiles in seconds); it may include headers of its own folder. :func:`load` compiles it once per text (with
 those headers), compiler and CPU (``-O3 -march=native``, OpenMP when the compiler has it) into ``$LIEQUIV_CACHE``
 (default ``~/.cache/liequiv``) and returns
 the library, or ``None`` when no compiler works or ``LIEQUIV_NATIVE=0`` is set: every caller then runs its plain

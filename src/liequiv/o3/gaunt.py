@@ -33,12 +33,9 @@ directly. It is trilinear in (input, input, cotangent), so its gradients are the
 exchanged, to any order. It is the operator ``torch.ops.liequiv.grid_product`` (:mod:`liequiv.o3.kernels`), which
 ``torch.compile`` keeps in its graphs.
 
-Measured (``benchmarks/bench_o3.py --section c``, the full product of two signals of degrees ``0..L`` with 16
-channels, 256 rows, float32, one CPU thread; see the README for the table): the grid version is 29-35x faster
-than e3nn's path-by-path product at ``L = 6`` and 41-52x at ``L = 8`` (forward; 22x and 34-42x forward+backward);
-the Fourier version, whose batched FFTs on the ``n x n`` torus (``n ≈ 4L``: 676 points at ``L = 6`` against the
-grid's 190) cost more than the whole grid product, passes e3nn only from ``L = 6`` (1.1-2x), as the Price of Freedom
-paper also found on CPU.
+Speed against e3nn: ``python benchmarks/bench_o3.py --section c`` (tables in ``docs/benchmarks/o3.md``). The
+Fourier version's batched FFTs on the ``n x n`` torus (``n ≈ 4L``) touch several times the points of the quadrature
+grid, so on the CPU it trails the grid version, as the Price of Freedom paper also found.
 
 :func:`gaunt_tensor` gives the dense ``G [K1, K2, K3]`` (for a direct contraction, or to check).
 """

@@ -30,10 +30,8 @@ backward (second derivatives, forces) is taken through the torch formula above. 
 :mod:`liequiv.native`; other devices, ``LIEQUIV_NATIVE=0`` and machines without a compiler run the torch forward and
 :class:`_HarmonicsFunction`.
 
-Speed (``benchmarks/bench_o3.py --section a``, 100,000 float32 vectors, one thread, shared 2-core CPU; the
-README has the table): the compiled forward is 2.4-9x faster than sphericart's and about 10x faster than e3nn 0.6
-at ``lmax`` 1-3 (14-31x from ``lmax = 4`` on, where e3nn's per-degree torch ops add up); forward+backward is 6-25x
-faster than e3nn and 5-9x faster than sphericart. Accuracy: float64 within
+Speed against e3nn and sphericart: ``python benchmarks/bench_o3.py --section a`` (tables in
+``docs/benchmarks/o3.md``). Accuracy: float64 within
 ``1e-13`` of e3nn up to ``l = 12``; float32 about ``2e-5`` absolute at ``l = 8`` and ``1e-4`` at ``l = 16``
 (near the poles; the intrinsic float32 sensitivity there is of the same order).
 """
