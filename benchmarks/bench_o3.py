@@ -45,7 +45,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import e3nn
 import numpy as np
@@ -53,6 +53,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
+import markdown_tables
 from liequiv.o3.harmonics import spherical_harmonics
 from liequiv.o3.irreps import Irreps
 from liequiv.o3.tensor_product.interface import ChannelwiseTensorProduct, TensorProduct, available_backends
@@ -113,16 +114,23 @@ class Timer(NamedTuple):
 
 
 class Table:
-    """Fixed-width markdown table, printed row by row."""
+    """Fixed-width markdown table, printed row by row; ``Table.lines`` keeps every table printed (``--markdown``)."""
+
+    lines: ClassVar[list[str]] = []
 
     def __init__(self, title: str, columns: Sequence[tuple[str, int]]) -> None:
         self.widths = [max(width, len(name)) for name, width in columns]
-        print(f"\n{title}\n")
+        self._print(f"\n{title}\n")
         self.row(*(name for name, _ in columns))
-        print("|" + "|".join("-" * (w + 1) + ":" for w in self.widths) + "|")
+        self._print("|" + "|".join("-" * (w + 1) + ":" for w in self.widths) + "|")
 
     def row(self, *cells: object) -> None:
-        print("| " + " | ".join(f"{c!s:>{w}}" for c, w in zip(cells, self.widths, strict=True)) + " |", flush=True)
+        self._print("| " + " | ".join(f"{c!s:>{w}}" for c, w in zip(cells, self.widths, strict=True)) + " |")
+
+    @classmethod
+    def _print(cls, line: str) -> None:
+        print(line, flush=True)
+        cls.lines.append(line)
 
 
 def _ratio(peer: Timing | None, ours: Timing) -> str:
@@ -365,6 +373,7 @@ def main() -> None:
     parser.add_argument("--mimo-batch", type=int, default=256, help="(c) rows")
     parser.add_argument("--mimo-mul", type=int, default=16, help="(c) channels per degree")
     parser.add_argument("--device", default="cpu", help="where the timed calls run (cross-checks stay on the CPU)")
+    parser.add_argument("--markdown", default=None, help="also write the tables to this markdown file")
     parser.add_argument("--quick", action="store_true", help=f"smoke test, defaults: {QUICK}")
     args = parser.parse_args()
     if args.quick:  # new defaults; options given on the command line still win
@@ -386,13 +395,14 @@ def main() -> None:
             return time.perf_counter()
     timer = Timer(args.repeats, args.budget, clock)
 
-    print(
+    summary = (
         f"torch {torch.__version__}, e3nn {e3nn.__version__}, {SPHERICART}; {torch.get_num_threads()} thread(s); "
         f"{args.clock} clock; float32 on {DEVICE}"
         + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else "")
         + f"; medians of {args.repeats} (ms; * = fewer, budget {args.budget:g} s); "
         "ratio = peer / liequiv (> 1: liequiv faster)"
     )
+    print(summary)
     scaling: Scaling = {}
     if "a" in sections:
         section_harmonics(args, timer)
@@ -402,6 +412,9 @@ def main() -> None:
         section_mimo(args, timer, scaling)
     if "d" in sections:
         section_scaling(scaling)
+    if args.markdown:
+        title = "O(3) kernels: liequiv, e3nn and sphericart"
+        markdown_tables.write(args.markdown, title, summary, "\n".join(Table.lines))
 
 
 if __name__ == "__main__":
