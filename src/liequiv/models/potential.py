@@ -36,9 +36,10 @@ from liequiv.nn.mlp import MLP
 from liequiv.nn.radial import BesselBasis, PolynomialCutoff
 from liequiv.o3 import spherical_harmonics
 
-__all__ = ["MIN_DISTANCE", "TensorProductPotential"]
+__all__ = ["EDGE_BLOCK", "MIN_DISTANCE", "TensorProductPotential"]
 
 MIN_DISTANCE = 0.1  # Å: closer atoms are refused (a sign of broken input, and the basis diverges at r = 0)
+EDGE_BLOCK = 1 << 15  # edges per block recomputed in the backward (bounded memory for large structures)
 
 
 class TensorProductPotential(nn.Module):
@@ -55,6 +56,10 @@ class TensorProductPotential(nn.Module):
             of order ``envelope_p``.
         tp_backend: ``"cg"``, ``"gaunt_grid"``, ``"gaunt_fourier"`` or ``"cueq"`` (needs cuequivariance-torch).
         radial_hidden: hidden widths of the radial MLPs; ``readout_hidden``: of the last readout MLP.
+
+    Attribute ``edge_block`` (default ``EDGE_BLOCK``; None: never): a call with more edges processes them in blocks
+    of this many, recomputed in the backward (see :mod:`liequiv.nn.interaction`), so that the memory of energies,
+    forces and stress stays bounded per edge.
     """
 
     def __init__(self, elements: Sequence[int], *, channels: int = 64, lmax: int = 3, node_lmax: int | None = None,
@@ -108,6 +113,7 @@ class TensorProductPotential(nn.Module):
             self.readouts.append(MLP([channels, readout_hidden, 1]) if last else nn.Linear(channels, 1))
             irreps = out
         self.channels = channels
+        self.edge_block: int | None = EDGE_BLOCK
 
     def extra_repr(self) -> str:
         paths = "paths l1 + l2 + l3 even only (natural parity)"
@@ -201,7 +207,7 @@ class TensorProductPotential(nn.Module):
                 k = int(lengths.argmin())
                 raise ValueError(f"atoms {int(src[k])} and {int(dst[k])} are {float(lengths[k].detach()):.3g} Å apart, "
                                  f"closer than {MIN_DISTANCE} Å")
-            node_energy = self.atomic_energies(species, vectors, lengths, edge_index)
+            node_energy = self.atomic_energies(species, vectors, lengths, edge_index, edge_block=self.edge_block)
             energy = scatter_sum(node_energy, batch, num_graphs)
             out = {"energy": energy, "node_energy": node_energy}
             if compute_forces:
@@ -224,8 +230,10 @@ class TensorProductPotential(nn.Module):
             raise ValueError(f"compute_stress needs cells of non-zero volume, got volumes {volume.tolist()} Å³")
         return volume
 
-    def atomic_energies(self, species: Tensor, vectors: Tensor, lengths: Tensor, edge_index: Tensor) -> Tensor:
-        """``[N]``: ``scale · ε_i + shift + E0[z_i]`` from the edge vectors ``[E, 3]`` and their lengths ``[E]``."""
+    def atomic_energies(self, species: Tensor, vectors: Tensor, lengths: Tensor, edge_index: Tensor, *,
+                        edge_block: int | None = None) -> Tensor:
+        """``[N]``: ``scale · ε_i + shift + E0[z_i]`` from the edge vectors ``[E, 3]`` and their lengths ``[E]``
+        (``edge_block``: see :class:`~liequiv.nn.Interaction`)."""
         dtype = vectors.dtype
         node_attrs = nn.functional.one_hot(species, len(self.elements)).to(dtype)
         edge_sh = spherical_harmonics(self.lmax, vectors)
@@ -234,7 +242,8 @@ class TensorProductPotential(nn.Module):
         h = self.embedding(node_attrs)
         energy = vectors.new_zeros(species.shape[0])
         for interaction, readout in zip(self.interactions, self.readouts):
-            h = interaction(h, node_attrs, species, edge_index, edge_sh, edge_basis, edge_envelope)
+            h = interaction(h, node_attrs, species, edge_index, edge_sh, edge_basis, edge_envelope,
+                            edge_block=edge_block)
             energy = energy + readout(h[:, : self.channels]).squeeze(-1)
         e0 = self.reference_energies.to(dtype).index_select(0, species)
         return self.scale.to(dtype) * energy + self.shift.to(dtype) + e0

@@ -22,7 +22,10 @@ message after it), and only paths with ``l_1 + l_2 + l_3`` even exist, so featur
 ``"cueq"`` is ``"cg"``'s product through NVIDIA's cuEquivariance (:mod:`liequiv.o3.tensor_product.cueq`; for GPUs).
 
 On the CPU the messages are computed and summed in chunks of edges whose messages take ``MESSAGE_CHUNK_BYTES``
-(cache-sized temporaries; the memory does not grow with the edges' message width).
+(cache-sized temporaries; the memory does not grow with the edges' message width). With ``edge_block=B`` the
+edges go in blocks of ``B`` whose messages are recomputed in the backward (activation checkpointing): the memory
+kept for the backward is then a few numbers per edge instead of the radial weights and messages of every edge, at
+the cost of a second forward of the messages (for energies and forces of large structures).
 
 Shapes: ``h [N, irreps_in.dim]``, ``node_attrs [N, num_elements]`` (one-hot), ``species [N]``, ``edge_index [2, E]``,
 ``edge_sh [E, (lmax_sh+1)²]``, ``edge_basis [E, num_basis]``, ``edge_envelope [E]`` -> ``[N, irreps_out.dim]``.
@@ -34,6 +37,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from liequiv.nn.mlp import MLP
 from liequiv.o3 import ChannelwiseTensorProduct, FullyConnectedTensorProduct, Gate, Irreps, Linear, TensorProduct
@@ -130,23 +134,34 @@ class Interaction(nn.Module):
         self.irreps_out = Irreps(irreps_out)
 
     def forward(self, h: Tensor, node_attrs: Tensor, species: Tensor, edge_index: Tensor, edge_sh: Tensor,
-                edge_basis: Tensor, edge_envelope: Tensor) -> Tensor:
-        src, dst = edge_index
-        weights = self.radial(edge_basis) * edge_envelope[:, None]
+                edge_basis: Tensor, edge_envelope: Tensor, *, edge_block: int | None = None) -> Tensor:
         h_up = self.linear_up(h)
-        # the edges in chunks on the CPU: the per-edge messages (the widest tensors) stay cache-sized, so the cost per
-        # edge does not grow with the structure, nor the memory with its edges
-        row_bytes = max(self.tp.irreps_out.dim * h.element_size(), 1)
-        rows = max(1, MESSAGE_CHUNK_BYTES // row_bytes if h.device.type == "cpu" else src.shape[0])
-        a = h.new_zeros(h.shape[0], self.tp.irreps_out.dim)
-        chunks = (t.split(rows) for t in (h_up.index_select(0, src), edge_sh, weights, dst))  # split: one backward
-        for x, sh, w, receivers in zip(*chunks):
-            a.index_add_(0, receivers, self._messages(x, sh, w))
+        edges = (edge_index[0], edge_index[1], edge_sh, edge_basis, edge_envelope)
+        if edge_block is None or edge_index.shape[1] <= edge_block:
+            a = self._aggregate(h_up, *edges)
+        else:
+            a = h.new_zeros(h.shape[0], self.tp.irreps_out.dim)
+            for block in zip(*(t.split(edge_block) for t in edges)):
+                a = a + checkpoint(self._aggregate, h_up, *block, use_reentrant=False)
         a = a / self.avg_num_neighbors.to(h.dtype)
         if self.product is not None:
             a = self.product(self.linear(a), species)
         out = self.linear_out(a) + self.self_connection(h, node_attrs)
         return self.gate(out) if self.gate is not None else out
+
+    def _aggregate(self, h_up: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_basis: Tensor,
+                   edge_envelope: Tensor) -> Tensor:
+        """``Σ_j R ⊙ (h_up_j ⊗ Y)`` over the given edges, ``[N, tp.irreps_out.dim]`` (not yet divided by ``n̄``)."""
+        weights = self.radial(edge_basis) * edge_envelope[:, None]
+        # the edges in chunks on the CPU: the per-edge messages (the widest tensors) stay cache-sized, so the cost per
+        # edge does not grow with the structure
+        row_bytes = max(self.tp.irreps_out.dim * h_up.element_size(), 1)
+        rows = max(1, MESSAGE_CHUNK_BYTES // row_bytes if h_up.device.type == "cpu" else src.shape[0])
+        a = h_up.new_zeros(h_up.shape[0], self.tp.irreps_out.dim)
+        chunks = (t.split(rows) for t in (h_up.index_select(0, src), edge_sh, weights, dst))  # split: one backward
+        for x, sh, w, receivers in zip(*chunks):
+            a.index_add_(0, receivers, self._messages(x, sh, w))
+        return a
 
     def _messages(self, x: Tensor, edge_sh: Tensor, weights: Tensor) -> Tensor:
         """``R ⊙ (x ⊗ Y)`` per edge: ``x [E, irreps_in.dim]`` (the senders' features) -> ``[E, tp.irreps_out.dim]``."""
