@@ -291,32 +291,42 @@ class LiequivRunner(Runner):
         return out["energy"], out["forces"]
 
 
+def mace_model(config: dict, elements, dtype: str):
+    """``mace.modules.ScaleShiftMACE`` matched to liequiv's potential (see the docstring), seeded, in ``dtype``
+    (also made torch's default dtype, as ``mace_run_train --default_dtype`` does)."""
+    import mace  # noqa: F401  (first: it sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which e3nn 0.4.4 needs)
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    torch.set_default_dtype(_torch_dtype(dtype))
+    torch.manual_seed(0)
+    c = config
+    return modules.ScaleShiftMACE(
+        r_max=c["cutoff"], num_bessel=c["num_basis"], num_polynomial_cutoff=c["envelope_p"], max_ell=c["lmax"],
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
+        num_interactions=c["layers"], num_elements=len(elements),
+        hidden_irreps=o3.Irreps(f"{c['channels']}x0e + {c['channels']}x1o"), MLP_irreps=o3.Irreps("16x0e"),
+        atomic_energies=np.zeros(len(elements)), avg_num_neighbors=c["avg_num_neighbors"],
+        atomic_numbers=list(elements), correlation=c["correlation"], gate=modules.gate_dict["silu"],
+        radial_MLP=[64, 64, 64], use_reduced_cg=False, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
+    ).to(_torch_dtype(dtype))
+
+
 class MaceRunner(Runner):
     name = "MACE"
 
     def setup(self, dtype: str) -> None:
         import ase
         import mace  # noqa: F401  (first: it sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which e3nn 0.4.4 needs)
-        import torch
-        from e3nn import o3
         from mace import data as mace_data
-        from mace import modules, tools
+        from mace import tools
         from mace.tools import torch_geometric
 
-        torch.set_default_dtype(_torch_dtype(dtype))  # as mace_run_train --default_dtype does
-        torch.manual_seed(0)
         c = self.config
         z_table = tools.AtomicNumberTable(list(ELEMENTS))
-        self.model = modules.ScaleShiftMACE(
-            r_max=c["cutoff"], num_bessel=c["num_basis"], num_polynomial_cutoff=c["envelope_p"], max_ell=c["lmax"],
-            interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-            interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
-            num_interactions=c["layers"], num_elements=len(ELEMENTS),
-            hidden_irreps=o3.Irreps(f"{c['channels']}x0e + {c['channels']}x1o"), MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=np.zeros(len(ELEMENTS)), avg_num_neighbors=c["avg_num_neighbors"],
-            atomic_numbers=list(ELEMENTS), correlation=c["correlation"], gate=modules.gate_dict["silu"],
-            radial_MLP=[64, 64, 64], use_reduced_cg=False, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
-        ).to(_torch_dtype(dtype))
+        self.model = mace_model(c, ELEMENTS, dtype)
         self.inputs = {}
         self._make = {}
         for k, s in enumerate(self.structures):
@@ -453,15 +463,14 @@ def _versions(peer: str) -> dict:
 class PeerProcess:
     """A worker subprocess in a peer's venv, used like a Runner through ``request``."""
 
-    def __init__(self, peer: str, python: str, structures_path: str, config: dict) -> None:
-        self.name, self.max_atoms = RUNNERS[peer].name, None
+    def __init__(self, name: str, python: str, argv: list[str]) -> None:
+        """Run ``python *argv`` (a benchmark script in its worker mode) for the peer called ``name``."""
+        self.name, self.max_atoms = name, None
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
         env.pop("PYTHONPATH", None)
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"{peer}-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [python, str(Path(__file__).resolve()), "--peer", peer, "--structures", structures_path,
-             "--config", json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1, env=env)
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"{name}-", suffix=".log", delete=False)
+        self.process = subprocess.Popen([python, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.log, text=True, bufsize=1, env=env)
 
     def request(self, **request) -> dict:
         if self.process.poll() is not None:
@@ -663,7 +672,9 @@ def main() -> None:
         if not Path(python).exists():
             print(f"note: {peer} skipped: no python at {python} (see the docstring to create its venv)")
             continue
-        models.append(PeerProcess(peer, python, structures_path, config))
+        models.append(PeerProcess(RUNNERS[peer].name, python, [str(Path(__file__).resolve()), "--peer", peer,
+                                                                   "--structures", structures_path,
+                                                                   "--config", json.dumps(config)]))
     if not args.no_extra:
         models += [LocalModel(LiequivRunner(structures, config, 1, "cg")),
                    LocalModel(LiequivRunner(structures, config, args.correlation, "gaunt_grid")),
