@@ -398,7 +398,8 @@ def _plan_stages(spec: TensorProductSpec, side: str, by_mul: dict[int, list[int]
     irreps = spec.irreps_in1 if side == "x1" else spec.irreps_in2
     stages = []
     for s, mul in enumerate(sorted(by_mul)):
-        blocks = sorted({getattr(spec.instructions[n], f"i_in{side[1]}") for n in by_mul[mul]})
+        paths = [spec.instructions[n] for n in by_mul[mul]]
+        blocks = sorted({ins.i_in1 if side == "x1" else ins.i_in2 for ins in paths})
         stage, idx = _plan_stage(irreps, blocks, mul)
         tables.index(f"{side}idx_{s}", idx)
         stages.append(stage)
