@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from liequiv.o3 import kernels
 from liequiv.o3.constants import Float64Constants
+from liequiv.o3.irreps import Irreps
 from liequiv.o3.tensor_product.interface import TensorProductSpec, register_backend
 from liequiv.o3.wigner import clebsch_gordan
 
@@ -54,10 +55,191 @@ __all__ = ["CGTensorProduct"]
 # the x1 blocks share one block-diagonal channel-wise product while it costs at most this many times the useful
 # multiply-adds
 _DENSE_WASTE = 3.0
+# below this many multiply-adds per product, PyTorch's batched matrix products run a slow loop
+_BMM_MIN_MACS = 400
+
+
+# ---- planning: from a TensorProductSpec to the strategy, its metadata and its constant tables ----
+
+
+class _Tables:
+    """The tensors a plan asks the module to register, by name: index buffers, and float64 constant tables (kept in
+    float64 by dtype casts, cast to the input's dtype per call)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Tensor | None, bool]] = {}
+
+    def index(self, name: str, value: Tensor | None) -> None:
+        self.entries[name] = (value, False)
+
+    def constant(self, name: str, value: Tensor) -> None:
+        self.entries[name] = (value, True)
+
+
+def _cg_table(spec: TensorProductSpec, n: int) -> Tensor:
+    """Normalized table ``a_n C[i, j, k]`` of instruction ``n``, float64 ``[d1, d2, d3]``."""
+    ins = spec.instructions[n]
+    ls = spec.irreps_in1[ins.i_in1].ir.l, spec.irreps_in2[ins.i_in2].ir.l, spec.irreps_out[ins.i_out].ir.l
+    return clebsch_gordan(*ls) * ins.path_weight
+
+
+def _is_channelwise(spec: TensorProductSpec, paths: list[int]) -> bool:
+    """Every path ``uvu`` with an ``x2`` block of multiplicity 1 (and at least one path)."""
+    ins_all = spec.instructions
+    return bool(paths) and all(
+        ins_all[n].connection_mode == "uvu" and spec.irreps_in2[ins_all[n].i_in2].mul == 1 for n in paths)
+
+
+class _Stage(NamedTuple):
+    """The blocks of multiplicity ``mul`` of one input that a stacked CG table reads, gathered into ``[mul, width]``:
+    block ``b`` is columns ``row[b] : row[b] + dim`` (and rows of the table)."""
+
+    mul: int
+    width: int
+    row: dict[int, int]
+    identity: bool  # the gather reads the input as it is
+
+
+def _plan_stage(irreps: Irreps, blocks: list[int], mul: int) -> tuple[_Stage, Tensor]:
+    """The stage of ``blocks`` (all of multiplicity ``mul``) and its gather: input columns ``[mul · width]``."""
+    slices = irreps.slices()
+    row, width = {}, 0
+    for b in blocks:
+        row[b] = width
+        width += irreps[b].ir.dim
+    idx = torch.empty(mul, width, dtype=torch.long)
+    for b in blocks:
+        d = irreps[b].ir.dim
+        idx[:, row[b] : row[b] + d] = slices[b].start + torch.arange(mul)[:, None] * d + torch.arange(d)[None]
+    flat = idx.reshape(-1)
+    identity = flat.numel() == irreps.dim and torch.equal(flat, torch.arange(flat.numel()))
+    return _Stage(mul, width, row, bool(identity)), flat
+
+
+class _ColumnStack:
+    """The columns of one stacked CG table ``[rows, Σ cols]``, added a block at a time; the product of an input with
+    it is split back into the blocks by :meth:`split`."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Tensor] = []
+
+    def add(self, block: Tensor) -> int:
+        """Append ``block [rows, ...]`` (flattened to columns); its position in the split."""
+        self.blocks.append(block.reshape(block.shape[0], -1))
+        return len(self.blocks) - 1
+
+    def table(self) -> Tensor:
+        return torch.cat(self.blocks, 1)
+
+    def split(self) -> list[int]:
+        return [t.shape[1] for t in self.blocks]
+
+
+def _plan_native(spec: TensorProductSpec, paths: list[int], tables: _Tables) -> bool:
+    """Tables of the compiled channel-wise kernel (``csrc/channelwise.cpp``), when every path is uvu with
+    ``mul2 = 1``: per path a row ``(x1 offset, u, d1, x2 offset, output offset, d3, weight offset or -1, first
+    entry, end entry)`` [P, 9], and the nonzero normalized CG entries ``(i, j, k)`` [E, 3] with their values [E]."""
+    if not _is_channelwise(spec, paths):
+        return False
+    s1, s2, so = spec.irreps_in1.slices(), spec.irreps_in2.slices(), spec.irreps_out.slices()
+    rows, ijk, vals, e0 = [], [], [], 0
+    for n in paths:
+        ins = spec.instructions[n]
+        table = _cg_table(spec, n)
+        nz = table.nonzero()
+        (u, ir1), ir3 = spec.irreps_in1[ins.i_in1], spec.irreps_out[ins.i_out].ir
+        w0 = spec.weight_offsets[n] if ins.has_weight else -1
+        rows.append([s1[ins.i_in1].start, u, ir1.dim, s2[ins.i_in2].start, so[ins.i_out].start, ir3.dim, w0, e0,
+                     e0 + len(nz)])
+        ijk.append(nz)
+        vals.append(table[tuple(nz.T)])
+        e0 += len(nz)
+    tables.index("native_paths", torch.tensor(rows, dtype=torch.long))
+    # the weighted paths alone, where some are unweighted: the part of the product linear in w (for derivatives)
+    weighted = [r for r in rows if r[6] >= 0]
+    tables.index("native_paths_w", torch.tensor(weighted, dtype=torch.long) if 0 < len(weighted) < len(rows) else None)
+    tables.index("native_ijk", torch.cat(ijk).contiguous())
+    tables.constant("native_c", torch.cat(vals))
+    return True
+
+
+class _DensePlan(NamedTuple):
+    """Channel-wise products: per sample, one product ``[u, Σd1] @ [Σd1, ΣK]`` per group of ``x1`` blocks.
+
+    Tables: ``dense_B [Σd2, Σ_g Σd1·ΣK]`` (the groups' CG tables side by side), the gathers ``dense_x1idx``,
+    ``dense_x2idx``, the output permutation ``dense_perm [d_out]`` (output <- result column) and its inverse
+    ``dense_inv``, the weight of every output ``dense_widx [d_out]`` and ``dense_mask [d_out]`` (0 where no path
+    writes)."""
+
+    u: int
+    groups: list[tuple[int, int]]  # per group of x1 blocks: (Σ d1, Σ d3 of its paths)
+    x1_identity: bool
+    x2_identity: bool
+    extended_weights: bool  # the weight gather reads "1" (unweighted paths) or "0" (outputs no path writes)
+    gaps: bool  # some outputs receive no path
+
+
+def _dense_layout(spec: TensorProductSpec, paths: list[int]) -> tuple[dict[int, list[int]], list[list[int]]] | None:
+    """Where the dense strategy applies (channel-wise, one ``u``, disjoint outputs): the paths of every ``x1`` block
+    (by output block) and the groups of ``x1`` blocks, one block-diagonal group while it wastes at most
+    ``_DENSE_WASTE`` times the useful multiply-adds, else one group a block."""
+    ins_all, irreps1 = spec.instructions, spec.irreps_in1
+    outs = [ins_all[n].i_out for n in paths]
+    blocks = sorted({ins_all[n].i_in1 for n in paths})
+    if not _is_channelwise(spec, paths) or len({irreps1[b].mul for b in blocks}) != 1 or len(set(outs)) != len(outs):
+        return None
+    by_block = {b: sorted((n for n in paths if ins_all[n].i_in1 == b), key=lambda n: ins_all[n].i_out)
+                for b in blocks}
+    d1 = {b: irreps1[b].ir.dim for b in blocks}
+    k_b = {b: sum(spec.irreps_out[ins_all[n].i_out].ir.dim for n in ns) for b, ns in by_block.items()}
+    fused = sum(d1.values()) * sum(k_b.values()) <= _DENSE_WASTE * sum(d1[b] * k_b[b] for b in blocks)
+    return by_block, [blocks] if fused else [[b] for b in blocks]
+
+
+def _plan_dense(spec: TensorProductSpec, paths: list[int], tables: _Tables) -> _DensePlan | None:
+    """The dense strategy (see :class:`_DensePlan`), or None where it does not apply."""
+    layout = _dense_layout(spec, paths)
+    if layout is None:
+        return None
+    by_block, groups = layout
+    ins_all, irreps1, irreps_out = spec.instructions, spec.irreps_in1, spec.irreps_out
+    u, so, n_w = irreps1[groups[0][0]].mul, irreps_out.slices(), spec.weight_numel
+    stage2, x2idx = _plan_stage(spec.irreps_in2, sorted({ins_all[n].i_in2 for n in paths}), 1)
+    perm = torch.zeros(irreps_out.dim, dtype=torch.long)  # output <- Y[(group, u, k)]
+    widx = torch.full((irreps_out.dim,), n_w + 1, dtype=torch.long)  # output <- weight ("0" where no path writes)
+    x1idx, cg_tables, shapes, y0 = [], [], [], 0  # y0: offset of the group in Y
+    for grp in groups:
+        stage1, idx = _plan_stage(irreps1, grp, u)
+        kg = sum(irreps_out[ins_all[n].i_out].ir.dim for b in grp for n in by_block[b])
+        table = torch.zeros(stage2.width, stage1.width, kg, dtype=torch.float64)
+        c0 = 0
+        for n in (n for b in grp for n in by_block[b]):
+            ins = ins_all[n]
+            d1, d2, d3 = irreps1[ins.i_in1].ir.dim, spec.irreps_in2[ins.i_in2].ir.dim, irreps_out[ins.i_out].ir.dim
+            r1, r2 = stage1.row[ins.i_in1], stage2.row[ins.i_in2]
+            table[r2 : r2 + d2, r1 : r1 + d1, c0 : c0 + d3] = _cg_table(spec, n).permute(1, 0, 2)
+            o = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
+            perm[o] = y0 + torch.arange(u)[:, None] * kg + c0 + torch.arange(d3)[None, :]
+            widx[o] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else n_w
+            c0 += d3
+        x1idx.append(idx)
+        cg_tables.append(table.reshape(stage2.width, stage1.width * kg))
+        shapes.append((stage1.width, kg))
+        y0 += u * kg
+    x1idx = torch.cat(x1idx)
+    inv = torch.empty(y0, dtype=torch.long)
+    written = widx != n_w + 1
+    inv[perm[written]] = torch.nonzero(written).reshape(-1)
+    for name, value in (("x1idx", x1idx), ("x2idx", x2idx), ("perm", perm), ("inv", inv), ("widx", widx)):
+        tables.index(f"dense_{name}", value)
+    tables.constant("dense_B", torch.cat(cg_tables, 1))
+    tables.constant("dense_mask", written.to(torch.float64))
+    return _DensePlan(u, shapes, bool(torch.equal(x1idx, torch.arange(irreps1.dim))), stage2.identity,
+                      bool((widx >= n_w).any()), not bool(written.all()))
 
 
 class _UvuClass(NamedTuple):
-    """uvu paths of one x1 block, one output degree and one x2 multiplicity."""
+    """uvu paths of one x1 block, one output degree and one x2 multiplicity: results ``[Z, n_paths, u, d3]``."""
 
     block1: int
     u: int
@@ -65,14 +247,17 @@ class _UvuClass(NamedTuple):
     d3: int
     v: int
     n_paths: int
-    stage: int  # index of the stage-1 product
-    cols: int  # position of its columns in the stage-1 product's split
-    weighted: str  # "all", "none" or "mixed"
-    kernel: str  # "first", "outer" or "after"
+    stage: int  # index of the x2 stage whose product holds its CG tables
+    cols: int  # position of its columns in that product's split
+    weighted: bool  # some of its paths have weights
+    # "first": weights on x1, then one batched product per path [u, d1] @ [d1, d3], already in e3nn's layout;
+    # "outer": the same for d1 = 1 (an outer product); "after": products below _BMM_MIN_MACS, one product
+    # [u, d1] @ [d1, P·d3] per sample, then the weights, written in e3nn's layout
+    kernel: str
 
 
 class _UuuGroup(NamedTuple):
-    """uuu paths of one pair of blocks."""
+    """uuu paths of one pair of blocks: per channel, ``x1 ⊗ x2 [d1·d2]`` times their tables ``[d1·d2, k]``."""
 
     block1: int
     u: int
@@ -80,6 +265,322 @@ class _UuuGroup(NamedTuple):
     k: int  # Σ d3 over the paths
     x2_start: int  # first column of the x2 block
     d2: int
+
+
+class _UvwTerm(NamedTuple):
+    """uvw paths of one output block, one weighted input block and one multiplicity of the other input: one term
+    ``A (w × K) @ B (K × d3)`` of the output block, ``K = (n_paths, mul_other, d_in)``."""
+
+    side: str  # "x1": A = Σ_u W x1, B = C x2; "x2": A = Σ_v W x2, B = C x1
+    block: int  # the input block contracted with the weights
+    a_col: int  # position in the split of that block's weight product
+    n_paths: int
+    mul_other: int
+    d_in: int  # dimension of the weighted block's irrep
+    stage: int  # the stage (of the other input) whose product holds the CG tables
+    b_col: int  # position of the CG columns in that product's split
+
+
+class _UvwOutput(NamedTuple):
+    """The uvw terms summed into output block ``i_out`` (``[w, d3]``)."""
+
+    i_out: int
+    w: int
+    d3: int
+    terms: list[_UvwTerm]
+
+
+class _Assembly(NamedTuple):
+    """How the results (classes, then uuu groups, then uvw outputs, concatenated) become the output: ``segments``
+    tiling ``[0, d_out)`` in order (``(class, j)``: the ``j``-th run of the class's paths, of ``class_split[class][j]``
+    paths; ``(-1, width)``: outputs no path writes) where only disjoint classes write, else a permutation
+    (``out_fwd``/``out_bwd``, with one appended zero column if ``pad``) or, where paths sum, ``index_add``
+    (``out_index``)."""
+
+    segments: list[tuple[int, int]] | None
+    class_split: list[list[int]]
+    permute: bool
+    pad: bool
+
+
+class _OutputLayout:
+    """The output index of every result entry, in the order the results are concatenated: classes ``[P, u, d3]``
+    first, then the uuu groups and uvw outputs."""
+
+    def __init__(self, d_out: int) -> None:
+        self.d_out = d_out
+        self.classes: list[Tensor] = []
+        self.groups: list[Tensor] = []
+
+    def add_class(self, out_index: Tensor) -> None:
+        self.classes.append(out_index)
+
+    def add_group(self, out_index: Tensor) -> None:
+        self.groups.append(out_index)
+
+    def plan(self, tables: _Tables) -> _Assembly:
+        """The cheapest assembly (see :class:`_Assembly`), registering its index tables."""
+        if not self.groups:
+            segments, class_split = self._segments()
+            if segments is not None:
+                return _Assembly(segments, class_split, False, False)
+        idx = torch.cat([t.reshape(-1) for t in self.classes + self.groups])
+        counts = torch.bincount(idx, minlength=self.d_out)
+        if not bool((counts <= 1).all()):
+            tables.index("out_index", idx)
+            return _Assembly(None, [], False, False)
+        pad = bool((counts == 0).any())  # outputs that receive no path read an appended zero
+        fwd = torch.full((self.d_out,), idx.numel(), dtype=torch.long)
+        fwd[idx] = torch.arange(idx.numel())
+        bwd = torch.zeros(idx.numel() + pad, dtype=torch.long)  # the zero column gets an arbitrary (unused) gradient
+        bwd[: idx.numel()] = idx
+        tables.index("out_fwd", fwd)
+        tables.index("out_bwd", bwd)
+        return _Assembly(None, [], True, pad)
+
+    def _segments(self) -> tuple[list[tuple[int, int]] | None, list[list[int]]]:
+        """Segments and class splits of :class:`_Assembly`; None if classes share output blocks."""
+        segs, class_split = [], []
+        for c, oidx in enumerate(self.classes):
+            starts, size = oidx[:, 0, 0].tolist(), oidx[0].numel()
+            sizes, p0 = [], 0
+            for p in range(1, len(starts) + 1):
+                if p == len(starts) or starts[p] != starts[p - 1] + size:
+                    segs.append((starts[p0], starts[p - 1] + size, c, len(sizes)))
+                    sizes.append(p - p0)
+                    p0 = p
+            class_split.append(sizes)
+        out, pos = [], 0
+        for a, e, c, j in sorted(segs):
+            if a < pos:
+                return None, class_split  # overlapping outputs (summed paths)
+            if a > pos:
+                out.append((-1, a - pos))
+            out.append((c, j))
+            pos = e
+        if pos < self.d_out:
+            out.append((-1, self.d_out - pos))
+        return out, class_split
+
+
+class _PathGroups(NamedTuple):
+    """The paths sorted by how they are computed (instruction indices)."""
+
+    classes: dict[tuple[int, int, int], list[int]]  # uvu, by (x1 block, output degree, x2 multiplicity)
+    uvw_x1: dict[tuple[int, int, int], list[int]]  # uvw, weights meet x1 first: by (output, x1 block, x2 mul)
+    uvw_x2: dict[tuple[int, int, int], list[int]]  # uvw, weights meet x2 first: by (output, x2 block, x1 mul)
+    uuu: dict[tuple[int, int], list[int]]  # uuu, by (x1 block, x2 block)
+
+
+def _group_paths(spec: TensorProductSpec, paths: list[int]) -> _PathGroups:
+    """uvw paths go to the side with the smaller intermediate: ``W x1 [w, v, d1]`` and ``C x2 [v, d1, d3]``, or
+    ``W x2 [w, u, d2]`` and ``C x1 [u, d2, d3]``."""
+    groups = _PathGroups({}, {}, {}, {})
+    for n in paths:
+        ins = spec.instructions[n]
+        (u, ir1), (v, ir2) = spec.irreps_in1[ins.i_in1], spec.irreps_in2[ins.i_in2]
+        w, ir3 = spec.irreps_out[ins.i_out]
+        if ins.connection_mode == "uvu":
+            groups.classes.setdefault((ins.i_in1, ir3.l, v), []).append(n)
+        elif ins.connection_mode == "uvw":
+            if w * v * ir1.dim + v * ir1.dim * ir3.dim <= w * u * ir2.dim + u * ir2.dim * ir3.dim:
+                groups.uvw_x1.setdefault((ins.i_out, ins.i_in1, v), []).append(n)
+            else:
+                groups.uvw_x2.setdefault((ins.i_out, ins.i_in2, u), []).append(n)
+        else:
+            groups.uuu.setdefault((ins.i_in1, ins.i_in2), []).append(n)
+    return groups
+
+
+def _plan_stages(spec: TensorProductSpec, side: str, by_mul: dict[int, list[int]], tables: _Tables) -> list[_Stage]:
+    """One stage per multiplicity of the input ``side`` ("x1" or "x2") that the CG tables contract, reading the
+    blocks of the paths in ``by_mul[mul]``; gathers registered as ``{side}idx_{stage}``."""
+    irreps = spec.irreps_in1 if side == "x1" else spec.irreps_in2
+    stages = []
+    for s, mul in enumerate(sorted(by_mul)):
+        paths = [spec.instructions[n] for n in by_mul[mul]]
+        blocks = sorted({ins.i_in1 if side == "x1" else ins.i_in2 for ins in paths})
+        stage, idx = _plan_stage(irreps, blocks, mul)
+        tables.index(f"{side}idx_{s}", idx)
+        stages.append(stage)
+    return stages
+
+
+def _uvu_class_tables(spec: TensorProductSpec, ns: list[int], stage: _Stage, d3: int) -> tuple[Tensor, ...]:
+    """Of the uvu paths ``ns`` of one class: CG table ``[Jv, P, d1, d3]``, weight index ``[P, u, v]`` ("1":
+    ``weight_numel``, unweighted) and output index ``[P, u, d3]``."""
+    ins0 = spec.instructions[ns[0]]
+    (u, ir1), v, so = spec.irreps_in1[ins0.i_in1], stage.mul, spec.irreps_out.slices()
+    table = torch.zeros(stage.width, len(ns), ir1.dim, d3, dtype=torch.float64)
+    widx = torch.full((len(ns), u, v), spec.weight_numel, dtype=torch.long)
+    oidx = torch.empty(len(ns), u, d3, dtype=torch.long)
+    for p, n in enumerate(ns):
+        ins = spec.instructions[n]
+        r = stage.row[ins.i_in2]
+        table[r : r + spec.irreps_in2[ins.i_in2].ir.dim, p] = _cg_table(spec, n).permute(1, 0, 2)
+        if ins.has_weight:
+            widx[p] = spec.weight_offsets[n] + torch.arange(u * v).reshape(u, v)
+        oidx[p] = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
+    return table, widx, oidx
+
+
+def _plan_uvu_classes(spec: TensorProductSpec, classes: dict[tuple[int, int, int], list[int]], stages: list[_Stage],
+                      stacks: list[_ColumnStack], layout: _OutputLayout) -> tuple[list[_UvuClass], list[Tensor]]:
+    """The classes (CG columns added to the x2 stages' stacks, outputs to ``layout``) and their flat weight indices
+    ``[P·u·v]`` each."""
+    stage_of_v = {st.mul: s for s, st in enumerate(stages)}
+    out, weight_index = [], []
+    for (b, l3, v), ns in classes.items():
+        ns = sorted(ns, key=lambda n: spec.instructions[n].i_out)  # consecutive output blocks -> contiguous slices
+        u, d1, d3, s = spec.irreps_in1[b].mul, spec.irreps_in1[b].ir.dim, 2 * l3 + 1, stage_of_v[v]
+        kernel = "first" if v > 1 or u * d1 * d3 >= _BMM_MIN_MACS else "outer" if d1 == 1 else "after"
+        table, widx, oidx = _uvu_class_tables(spec, ns, stages[s], d3)
+        cols = stacks[s].add(table.transpose(1, 2) if kernel == "after" else table)  # (i, p, k) or (p, i, k)
+        weighted = any(spec.instructions[n].has_weight for n in ns)
+        out.append(_UvuClass(b, u, d1, d3, v, len(ns), s, cols, weighted, kernel))
+        layout.add_class(oidx)
+        weight_index.append(widx.reshape(-1))
+    return out, weight_index
+
+
+def _plan_uuu(spec: TensorProductSpec, uuu: dict[tuple[int, int], list[int]], layout: _OutputLayout,
+              tables: _Tables) -> list[_UuuGroup]:
+    """The uuu groups; tables ``B_uuu_{g} [d1·d2, k]`` and weight indices ``widx_{g} [u, k]`` (None: unweighted)."""
+    irreps1, irreps2, irreps_out, so = spec.irreps_in1, spec.irreps_in2, spec.irreps_out, spec.irreps_out.slices()
+    groups = []
+    for g, ((b, c), ns) in enumerate(uuu.items()):
+        (u, ir1), d2 = irreps1[b], irreps2[c].ir.dim
+        k_tot = sum(irreps_out[spec.instructions[n].i_out].ir.dim for n in ns)
+        table = torch.zeros(ir1.dim, d2, k_tot, dtype=torch.float64)  # rows (i, j): x1 ⊗ x2 per channel
+        widx = torch.empty(u, k_tot, dtype=torch.long)
+        oidx = torch.empty(u, k_tot, dtype=torch.long)
+        k0 = 0
+        for n in ns:
+            ins = spec.instructions[n]
+            d3 = irreps_out[ins.i_out].ir.dim
+            table[:, :, k0 : k0 + d3] = _cg_table(spec, n)
+            weight = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else spec.weight_numel
+            widx[:, k0 : k0 + d3] = weight
+            oidx[:, k0 : k0 + d3] = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
+            k0 += d3
+        groups.append(_UuuGroup(b, u, ir1.dim, k_tot, irreps2.slices()[c].start, d2))
+        tables.constant(f"B_uuu_{g}", table.reshape(ir1.dim * d2, k_tot))
+        tables.index(f"widx_{g}", widx if any(spec.instructions[n].has_weight for n in ns) else None)
+        layout.add_group(oidx)
+    return groups
+
+
+def _uvw_term_tables(spec: TensorProductSpec, side: str, ns: list[int], stage: _Stage) -> tuple[Tensor, Tensor]:
+    """Of one uvw term (see :class:`_UvwTerm`): CG table ``[J, P, d_in, d3]`` (rows: the other input's stage) and
+    weight index ``[mul_in, P·w·mul_other]`` (``W_p[u1, v2, w]`` is at ``offset + (u1·mul2 + v2)·w_out + w``)."""
+    ins_all, irreps1, irreps2 = spec.instructions, spec.irreps_in1, spec.irreps_in2
+    ins0 = ins_all[ns[0]]
+    w_out, ir3 = spec.irreps_out[ins0.i_out]
+    d_in = (irreps1[ins0.i_in1] if side == "x1" else irreps2[ins0.i_in2]).ir.dim
+    table = torch.zeros(stage.width, len(ns), d_in, ir3.dim, dtype=torch.float64)
+    cols = []
+    for p, n in enumerate(ns):
+        ins = ins_all[n]
+        mul1, mul2 = irreps1[ins.i_in1].mul, irreps2[ins.i_in2].mul
+        widx = spec.weight_offsets[n] + (torch.arange(mul1)[:, None, None] * mul2
+                                         + torch.arange(mul2)[None, :, None]) * w_out + torch.arange(w_out)
+        if side == "x1":  # weight rows u1, columns (w, v2); table rows: x2 block
+            cols.append(widx.permute(0, 2, 1).reshape(mul1, w_out * mul2))
+            r = stage.row[ins.i_in2]
+            table[r : r + irreps2[ins.i_in2].ir.dim, p] = _cg_table(spec, n).permute(1, 0, 2)
+        else:  # weight rows v2, columns (w, u1); table rows: x1 block
+            cols.append(widx.permute(1, 2, 0).reshape(mul2, w_out * mul1))
+            r = stage.row[ins.i_in1]
+            table[r : r + irreps1[ins.i_in1].ir.dim, p] = _cg_table(spec, n)
+    return table, torch.cat(cols, 1)
+
+
+class _UvwPlan(NamedTuple):
+    """uvw paths: per output block ``o``, ``out_o[z] = Σ_terms A[z] (w × K) @ B[z] (K × d3)``, the contraction ``K``
+    running over the term's paths and ``(mul_other, d_in)``. ``A`` comes from one product per weighted input block
+    with the weights of all its terms (``uvw_w_{side}_{block} [mul, Σ cols]``, split by ``weight_split``), ``B`` from
+    the stage products of the other input (x2: shared with the uvu classes; x1: ``B1_{stage}``, split by
+    ``x1_split``)."""
+
+    outputs: list[_UvwOutput]
+    weight_keys: list[tuple[str, int]]  # (side, block) of every weight product
+    weight_split: dict[tuple[str, int], list[int]]
+    x1_stages: list[_Stage]
+    x1_split: list[list[int]]
+
+
+def _plan_uvw(spec: TensorProductSpec, groups: _PathGroups, x2_stages: list[_Stage], x2_stacks: list[_ColumnStack],
+              layout: _OutputLayout, tables: _Tables) -> _UvwPlan:
+    """The uvw plan (see :class:`_UvwPlan`); CG columns of the "x1" side terms added to the x2 stages' stacks."""
+    by_u: dict[int, list[int]] = {}
+    for (_, _, u), ns in groups.uvw_x2.items():
+        by_u.setdefault(u, []).extend(ns)
+    x1_stages = _plan_stages(spec, "x1", by_u, tables)
+    x1_stacks = [_ColumnStack() for _ in x1_stages]
+    stage_of = {side: {st.mul: s for s, st in enumerate(stages)} for side, stages in (("x1", x2_stages),
+                                                                                       ("x2", x1_stages))}
+    weight_cols: dict[tuple[str, int], list[Tensor]] = {}
+    by_out: dict[int, list[_UvwTerm]] = {}
+    for side, paths_by_key in (("x1", groups.uvw_x1), ("x2", groups.uvw_x2)):
+        stages, stacks = (x2_stages, x2_stacks) if side == "x1" else (x1_stages, x1_stacks)
+        for (o, blk, mul_other), ns in paths_by_key.items():
+            s = stage_of[side][mul_other]
+            table, widx = _uvw_term_tables(spec, side, ns, stages[s])
+            cols = weight_cols.setdefault((side, blk), [])
+            cols.append(widx)
+            term = _UvwTerm(side, blk, len(cols) - 1, len(ns), mul_other, table.shape[2], s, stacks[s].add(table))
+            by_out.setdefault(o, []).append(term)
+    for (side, blk), cols in weight_cols.items():
+        tables.index(f"uvw_w_{side}_{blk}", torch.cat(cols, 1))
+    for t, stack in enumerate(x1_stacks):
+        tables.constant(f"B1_{t}", stack.table())
+    outputs = []
+    for o in sorted(by_out):
+        layout.add_group(torch.arange(spec.irreps_out.slices()[o].start, spec.irreps_out.slices()[o].stop))
+        outputs.append(_UvwOutput(o, spec.irreps_out[o].mul, spec.irreps_out[o].ir.dim, by_out[o]))
+    weight_split = {key: [t.shape[1] for t in cols] for key, cols in weight_cols.items()}
+    return _UvwPlan(outputs, list(weight_cols), weight_split, x1_stages, [st.split() for st in x1_stacks])
+
+
+class _PathsPlan(NamedTuple):
+    """The general strategy: ``x2`` contracted with the stacked CG tables once per multiplicity ``v`` (stage
+    ``s``: gather ``x2idx_{s}``, table ``B_{s} [Jv, Σ cols]``, split by ``x2_split[s]``), then the uvu classes, the uuu
+    groups and the uvw outputs, assembled into the output."""
+
+    x2_stages: list[_Stage]
+    x2_split: list[list[int]]
+    classes: list[_UvuClass]
+    class_weight_split: list[int]  # the classes' weights, gathered by ``class_worder``, split per class
+    class_weights_extended: bool  # the gather reads "1" (unweighted paths)
+    class_weights_view: bool  # the gather is the leading weights as they are
+    uuu: list[_UuuGroup]
+    uvw: _UvwPlan
+    assembly: _Assembly
+
+
+def _plan_paths(spec: TensorProductSpec, paths: list[int], tables: _Tables) -> _PathsPlan:
+    """The general strategy (see :class:`_PathsPlan`) for any paths."""
+    groups = _group_paths(spec, paths)
+    by_v: dict[int, list[int]] = {}
+    for key, ns in [*groups.classes.items(), *groups.uvw_x1.items()]:
+        by_v.setdefault(key[2], []).extend(ns)
+    x2_stages = _plan_stages(spec, "x2", by_v, tables)
+    stacks = [_ColumnStack() for _ in x2_stages]
+    layout = _OutputLayout(spec.irreps_out.dim)
+    classes, weight_index = _plan_uvu_classes(spec, groups.classes, x2_stages, stacks, layout)
+    order = torch.cat(weight_index) if weight_index else torch.zeros(0, dtype=torch.long)
+    extended = bool((order >= spec.weight_numel).any())
+    view = not extended and bool(torch.equal(order, torch.arange(order.numel())))
+    tables.index("class_worder", order)
+    uuu = _plan_uuu(spec, groups.uuu, layout, tables)
+    uvw = _plan_uvw(spec, groups, x2_stages, stacks, layout, tables)
+    for s, stack in enumerate(stacks):
+        tables.constant(f"B_{s}", stack.table())
+    return _PathsPlan(x2_stages, [st.split() for st in stacks], classes, [t.numel() for t in weight_index], extended,
+                      view, uuu, uvw, layout.plan(tables))
+
+
+# ---- execution ----
 
 
 class _Permute(torch.autograd.Function):
@@ -100,203 +601,35 @@ class _Permute(torch.autograd.Function):
         return _Permute.apply(grad, bwd, fwd), None, None
 
 
-def _weighted(flags: set[bool]) -> str:
-    return "all" if flags == {True} else "none" if flags == {False} else "mixed"
+def _extend(w: Tensor) -> Tensor:
+    """``w [..., nw]`` -> ``[..., nw + 2]``: the weights, then "1" (unweighted paths) and "0" (nothing)."""
+    return torch.cat([w, torch.ones_like(w[..., :1]), torch.zeros_like(w[..., :1])], -1)
 
 
 class CGTensorProduct(Float64Constants):
-    """Fused sparse-CG tensor product; see the module docstring. Built by ``TensorProduct(..., backend="cg")``."""
+    """Fused sparse-CG tensor product; see the module docstring. Built by ``TensorProduct(..., backend="cg")``.
+
+    The strategies are planned once: the compiled kernel where it applies (:func:`_plan_native`), else the dense
+    channel-wise products (:class:`_DensePlan`) or the general one (:class:`_PathsPlan`)."""
 
     def __init__(self, spec: TensorProductSpec) -> None:
         super().__init__()
         self.spec = spec
-        ins_all = spec.instructions
-        irreps1, irreps2, irreps_out = spec.irreps_in1, spec.irreps_in2, spec.irreps_out
-        s2, so = irreps2.slices(), irreps_out.slices()
-        self.d_out = irreps_out.dim
-        self._split1 = [mul_ir.dim for mul_ir in irreps1]
-        n_w = spec.weight_numel
-        one = n_w  # "weight 1" (unweighted path) in the extended weights (see _extend)
-        paths = [n for n, ins in enumerate(ins_all) if 0 not in ins.path_shape]
-
-        def cg(n: int) -> Tensor:  # normalized table [d1, d2, d3]
-            ins = ins_all[n]
-            l1, l2, l3 = irreps1[ins.i_in1].ir.l, irreps2[ins.i_in2].ir.l, irreps_out[ins.i_out].ir.l
-            return clebsch_gordan(l1, l2, l3) * ins.path_weight
-
-        self._native = self._build_native(spec, paths, cg)
-        self._dense = self._build_dense(spec, paths, cg)
+        self.d_out = spec.irreps_out.dim
+        self._split1 = [mul_ir.dim for mul_ir in spec.irreps_in1]
+        paths = [n for n, ins in enumerate(spec.instructions) if 0 not in ins.path_shape]
+        tables = _Tables()
+        self._native = _plan_native(spec, paths, tables)
+        self._dense = _plan_dense(spec, paths, tables)
+        self._paths = None if self._dense is not None else _plan_paths(spec, paths, tables)
+        for name, (value, const) in tables.entries.items():
+            if const:
+                self.register_constant(name, value)
+            else:
+                self.register_buffer(name, value, persistent=False)
         # preferred batch chunk (see TensorProduct.chunk_bytes), measured: the channel-wise products (few large ops)
         # like small chunks, the per-class kernels (more ops per chunk) larger ones
-        self._chunk_bytes = 4 << 20 if self._dense else 16 << 20
-        if self._dense:
-            return
-
-        # ---- consumers of the stage-1 products, keyed by the x2 multiplicity v ----
-        classes: dict[tuple[int, int, int], list[int]] = {}
-        uvw_x1: dict[tuple[int, int, int], list[int]] = {}  # (i_out, x1 block, v): weights meet x1 first
-        uvw_x2: dict[tuple[int, int, int], list[int]] = {}  # (i_out, x2 block, u): weights meet x2 first
-        for n in paths:
-            ins = ins_all[n]
-            (u, ir1), (v, ir2), (w_, ir3) = irreps1[ins.i_in1], irreps2[ins.i_in2], irreps_out[ins.i_out]
-            if ins.connection_mode == "uvu":
-                classes.setdefault((ins.i_in1, ir3.l, v), []).append(n)
-            elif ins.connection_mode == "uvw":
-                # the smaller intermediate: W x1 [w, v, d1] and C x2 [v, d1, d3], or W x2 [w, u, d2] and C x1
-                if w_ * v * ir1.dim + v * ir1.dim * ir3.dim <= w_ * u * ir2.dim + u * ir2.dim * ir3.dim:
-                    uvw_x1.setdefault((ins.i_out, ins.i_in1, v), []).append(n)
-                else:
-                    uvw_x2.setdefault((ins.i_out, ins.i_in2, u), []).append(n)
-        vs = sorted({k[2] for k in classes} | {k[2] for k in uvw_x1})
-        stage_of_v = {v: s for s, v in enumerate(vs)}
-        # rows of each stage-1 product: the x2 blocks of multiplicity v that are read
-        rows: list[dict[int, int]] = []
-        self._stage1: list[tuple[int, int]] = []  # (v, Jv)
-        self._x2_identity: list[bool] = []
-        for s, v in enumerate(vs):
-            blocks2 = sorted({ins_all[n].i_in2 for key, ns in classes.items() if key[2] == v for n in ns}
-                             | {ins_all[n].i_in2 for key, ns in uvw_x1.items() if key[2] == v for n in ns})
-            row0, jv = {}, 0
-            for c in blocks2:
-                row0[c] = jv
-                jv += irreps2[c].ir.dim
-            idx = torch.empty(v, jv, dtype=torch.long)  # x2 columns in layout [v, Jv]
-            for c in blocks2:
-                d2 = irreps2[c].ir.dim
-                idx[:, row0[c] : row0[c] + d2] = s2[c].start + torch.arange(v)[:, None] * d2 + torch.arange(d2)[None]
-            flat = idx.reshape(-1)
-            identity = flat.numel() == irreps2.dim and torch.equal(flat, torch.arange(flat.numel()))
-            self._x2_identity.append(bool(identity))
-            self._buffer(f"x2idx_{s}", flat)
-            rows.append(row0)
-            self._stage1.append((v, jv))
-        b_cols: list[list[Tensor]] = [[] for _ in vs]
-
-        def add_columns(s: int, block: Tensor) -> int:  # block [Jv, ...] -> its position in the split
-            b_cols[s].append(block.reshape(block.shape[0], -1))
-            return len(b_cols[s]) - 1
-
-        # ---- uvu classes ----
-        self._classes: list[_UvuClass] = []
-        class_out: list[Tensor] = []  # output index of every entry, layout [P, u, d3]
-        w_order: list[Tensor] = []  # flat weight index per class, layout [P, u, v]
-        for (b, l3, v), ns in classes.items():
-            ns = sorted(ns, key=lambda n: ins_all[n].i_out)  # consecutive output blocks -> contiguous slices
-            u, ir1 = irreps1[b]
-            d1, d3, s = ir1.dim, 2 * l3 + 1, stage_of_v[v]
-            weighted = _weighted({ins_all[n].has_weight for n in ns})
-            # "first": weights on x1, then one batched product per path [u, d1] @ [d1, d3], already in e3nn's layout;
-            # "outer": the same for d1 = 1 (an outer product); "after": below PyTorch's BLAS threshold for batched
-            # products (u·d1·d3 < 400 multiply-adds, a slow loop), one product [u, d1] @ [d1, P·d3] per sample,
-            # then the weights, written in e3nn's layout
-            kernel = "first" if v > 1 or u * d1 * d3 >= 400 else "outer" if d1 == 1 else "after"
-            jv = self._stage1[s][1]
-            table = torch.zeros(jv, len(ns), d1, d3, dtype=torch.float64)  # columns (p, i, k)
-            widx = torch.full((len(ns), u, v), one, dtype=torch.long)
-            oidx = torch.empty(len(ns), u, d3, dtype=torch.long)
-            for p, n in enumerate(ns):
-                ins = ins_all[n]
-                r = rows[s][ins.i_in2]
-                table[r : r + irreps2[ins.i_in2].ir.dim, p, :d1] = cg(n).permute(1, 0, 2)
-                if ins.has_weight:
-                    widx[p] = spec.weight_offsets[n] + torch.arange(u * v).reshape(u, v)
-                oidx[p] = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
-            if kernel == "after":
-                table = table.transpose(1, 2)  # columns (i, p, k)
-            pos = add_columns(s, table)
-            self._classes.append(_UvuClass(b, u, d1, d3, v, len(ns), s, pos, weighted, kernel))
-            class_out.append(oidx)
-            w_order.append(widx.reshape(-1))
-        order = torch.cat(w_order) if w_order else torch.zeros(0, dtype=torch.long)
-        self._w_split = [t.numel() for t in w_order]
-        self._w_ext = bool((order >= n_w).any())
-        self._w_view = not self._w_ext and bool(torch.equal(order, torch.arange(order.numel())))
-        self._buffer("class_worder", order)
-
-        # ---- uvw: one batched product per output block, the contraction running over its paths ----
-        self._uuu_groups: list[_UuuGroup] = []
-        group_out: list[Tensor] = []
-        self._uvw = self._build_uvw(spec, uvw_x1, uvw_x2, rows, stage_of_v, add_columns, cg)
-
-        # ---- uuu groups ----
-        uuu_groups: dict[tuple[int, int], list[int]] = {}
-        for n in paths:
-            if ins_all[n].connection_mode == "uuu":
-                uuu_groups.setdefault((ins_all[n].i_in1, ins_all[n].i_in2), []).append(n)
-        for (b, c), ns in uuu_groups.items():
-            u, ir1 = irreps1[b]
-            d2 = irreps2[c].ir.dim
-            k_tot = sum(irreps_out[ins_all[n].i_out].ir.dim for n in ns)
-            table = torch.zeros(ir1.dim, d2, k_tot, dtype=torch.float64)  # rows (i, j): x1 ⊗ x2 per channel
-            widx = torch.empty(u, k_tot, dtype=torch.long)
-            oidx = torch.empty(u, k_tot, dtype=torch.long)
-            k0 = 0
-            for n in ns:
-                ins = ins_all[n]
-                d3 = irreps_out[ins.i_out].ir.dim
-                table[:, :, k0 : k0 + d3] = cg(n)
-                widx[:, k0 : k0 + d3] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else one
-                oidx[:, k0 : k0 + d3] = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
-                k0 += d3
-            g = len(self._uuu_groups)
-            self._uuu_groups.append(_UuuGroup(b, u, ir1.dim, k_tot, s2[c].start, d2))
-            self._buffer(f"B_uuu_{g}", table.reshape(ir1.dim * d2, k_tot), const=True)
-            self._buffer(f"widx_{g}", widx if _weighted({ins_all[n].has_weight for n in ns}) != "none" else None)
-            group_out.append(oidx)
-
-        for s, blocks in enumerate(b_cols):
-            self._buffer(f"B_{s}", torch.cat(blocks, 1), const=True)
-        self._stage1_split = [[t.shape[1] for t in blocks] for blocks in b_cols]
-
-        # ---- assembly of the output ----
-        self._segments: list[tuple[int, int, int]] | None = None
-        group_out += [torch.arange(so[o].start, so[o].stop) for o in self._uvw_outputs]
-        if not group_out:
-            self._segments = self._contiguous_segments(class_out)
-        idx = torch.cat([t.reshape(-1) for t in class_out + group_out]) if paths else torch.zeros(0, dtype=torch.long)
-        n_y = idx.numel()
-        written = idx[idx >= 0]
-        counts = torch.bincount(written, minlength=self.d_out)
-        self._permute = bool((counts <= 1).all())
-        self._pad = bool((counts == 0).any())  # outputs that receive no path
-        if self._permute:
-            fwd = torch.full((self.d_out,), n_y, dtype=torch.long)  # n_y: an appended zero
-            fwd[written] = torch.nonzero(idx >= 0).reshape(-1)
-            bwd = torch.zeros(n_y + self._pad, dtype=torch.long)  # unread results get an arbitrary (unused) gradient
-            bwd[:n_y][idx >= 0] = written
-            self._buffer("out_fwd", fwd)
-            self._buffer("out_bwd", bwd)
-        else:
-            self._buffer("out_index", torch.where(idx >= 0, idx, self.d_out))
-
-    def _build_native(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
-        """Tables of the compiled channel-wise kernel (``csrc/channelwise.cpp``), when every path is uvu with
-        ``mul2 = 1``: per path a row ``(x1 offset, u, d1, x2 offset, output offset, d3, weight offset or -1, first
-        entry, end entry)`` [P, 9], and the nonzero normalized CG entries ``(i, j, k)`` [E, 3] with their values [E]."""
-        ins_all, irreps1, irreps2, irreps_out = spec.instructions, spec.irreps_in1, spec.irreps_in2, spec.irreps_out
-        if not paths or any(ins_all[n].connection_mode != "uvu" or irreps2[ins_all[n].i_in2].mul != 1 for n in paths):
-            return False
-        s1, s2, so = irreps1.slices(), irreps2.slices(), irreps_out.slices()
-        rows, ijk, vals, e0 = [], [], [], 0
-        for n in paths:
-            ins = ins_all[n]
-            table = cg(n)
-            nz = table.nonzero()
-            (u, ir1), ir3 = irreps1[ins.i_in1], irreps_out[ins.i_out].ir
-            w0 = spec.weight_offsets[n] if ins.has_weight else -1
-            x1_at, x2_at, out_at = s1[ins.i_in1].start, s2[ins.i_in2].start, so[ins.i_out].start
-            rows.append([x1_at, u, ir1.dim, x2_at, out_at, ir3.dim, w0, e0, e0 + len(nz)])
-            ijk.append(nz)
-            vals.append(table[tuple(nz.T)])
-            e0 += len(nz)
-        self._buffer("native_paths", torch.tensor(rows, dtype=torch.long))
-        # the weighted paths alone, where some are unweighted: the part of the product linear in w (for derivatives)
-        weighted = [r for r in rows if r[6] >= 0]
-        some = 0 < len(weighted) < len(rows)
-        self._buffer("native_paths_w", torch.tensor(weighted, dtype=torch.long) if some else None)
-        self._buffer("native_ijk", torch.cat(ijk).contiguous())
-        self._buffer("native_c", torch.cat(vals), const=True)
-        return True
+        self._chunk_bytes = 4 << 20 if self._dense is not None else 16 << 20
 
     @property
     def chunk_bytes(self) -> int:
@@ -319,89 +652,21 @@ class CGTensorProduct(Float64Constants):
                 self.native_ijk, self.native_c, self.d_out, self.spec.weight_numel)
         return _channelwise_op(*args)
 
-
-    def _build_dense(self, spec: TensorProductSpec, paths: list[int], cg) -> bool:
-        """Channel-wise products: per sample, one product ``[u, Σd1] @ [Σd1, ΣK]`` per group of ``x1`` blocks.
-
-        Used when all paths are uvu with ``mul2 = 1``, share ``u`` and write disjoint outputs. The ``x1`` blocks form
-        one group (a block-diagonal product) while that wastes at most ``_DENSE_WASTE`` times the useful multiply-adds
-        (low degrees), else one group each. The results (rows ``u``, columns: the outputs of the group's paths) are
-        placed with one gather and multiplied by the weights, gathered once into the output layout.
-        """
-        ins_all, irreps1, irreps2, irreps_out = spec.instructions, spec.irreps_in1, spec.irreps_in2, spec.irreps_out
-        if not paths or any(ins_all[n].connection_mode != "uvu" or irreps2[ins_all[n].i_in2].mul != 1 for n in paths):
-            return False
-        blocks = sorted({ins_all[n].i_in1 for n in paths})
-        us = {irreps1[b].mul for b in blocks}
-        if len(us) != 1:
-            return False
-        u = us.pop()
-        outs = [ins_all[n].i_out for n in paths]
-        if len(set(outs)) != len(outs):
-            return False  # summed paths
-        by_block = {b: sorted((n for n in paths if ins_all[n].i_in1 == b), key=lambda n: ins_all[n].i_out)
-                    for b in blocks}
-        d1 = {b: irreps1[b].ir.dim for b in blocks}
-        k_b = {b: sum(irreps_out[ins_all[n].i_out].ir.dim for n in ns) for b, ns in by_block.items()}
-        s_tot, k_tot = sum(d1.values()), sum(k_b.values())
-        groups = [blocks] if s_tot * k_tot <= _DENSE_WASTE * sum(d1[b] * k_b[b] for b in blocks) else [
-            [b] for b in blocks]
-        s1, s2, so = irreps1.slices(), irreps2.slices(), irreps_out.slices()
-        blocks2 = sorted({ins_all[n].i_in2 for n in paths})
-        row0, jv = {}, 0
-        for c in blocks2:
-            row0[c] = jv
-            jv += irreps2[c].ir.dim
-        x2idx = torch.cat([torch.arange(s2[c].start, s2[c].stop) for c in blocks2])
-        n_w = spec.weight_numel
-        one, zero = n_w, n_w + 1
-        perm = torch.zeros(self.d_out, dtype=torch.long)  # output <- Y[(group, u, k)]
-        widx = torch.full((self.d_out,), zero, dtype=torch.long)  # output <- weight (0 where no path writes)
-        x1idx, tables, shapes = [], [], []
-        y0 = 0  # offset of the group in Y
-        for grp in groups:
-            sg, kg = sum(d1[b] for b in grp), sum(k_b[b] for b in grp)
-            x1idx.append(torch.cat([s1[b].start + torch.arange(u * d1[b]).reshape(u, d1[b]) for b in grp], 1))
-            table = torch.zeros(jv, sg, kg, dtype=torch.float64)
-            r1 = c0 = 0
-            for b in grp:
-                for n in by_block[b]:
-                    ins = ins_all[n]
-                    d2, d3 = irreps2[ins.i_in2].ir.dim, irreps_out[ins.i_out].ir.dim
-                    r2 = row0[ins.i_in2]
-                    table[r2 : r2 + d2, r1 : r1 + d1[b], c0 : c0 + d3] = cg(n).permute(1, 0, 2)
-                    o = so[ins.i_out].start + torch.arange(u * d3).reshape(u, d3)
-                    perm[o] = y0 + torch.arange(u)[:, None] * kg + c0 + torch.arange(d3)[None, :]
-                    widx[o] = (spec.weight_offsets[n] + torch.arange(u))[:, None] if ins.has_weight else one
-                    c0 += d3
-                r1 += d1[b]
-            tables.append(table.reshape(jv, sg * kg))
-            shapes.append((sg, kg))
-            y0 += u * kg
-        x1idx = torch.cat([t.reshape(-1) for t in x1idx])
-        inv = torch.empty(y0, dtype=torch.long)
-        written = widx != zero
-        inv[perm[written]] = torch.nonzero(written).reshape(-1)
-        self._dense_u = u
-        self._dense_groups = shapes
-        self._dense_x1_identity = bool(torch.equal(x1idx, torch.arange(irreps1.dim)))
-        self._dense_x2_identity = bool(torch.equal(x2idx, torch.arange(irreps2.dim)))
-        self._dense_ext = bool((widx >= n_w).any())
-        self._dense_gaps = not bool(written.all())
-        self._buffer("dense_B", torch.cat(tables, 1), const=True)
-        self._buffer("dense_x1idx", x1idx)
-        self._buffer("dense_x2idx", x2idx)
-        self._buffer("dense_perm", perm)
-        self._buffer("dense_inv", inv)
-        self._buffer("dense_widx", widx)
-        self._buffer("dense_mask", written.to(torch.float64), const=True)
-        return True
+    def forward(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
+        if w is None and self.spec.weight_numel > 0:
+            raise ValueError("weights are required")
+        if self._use_native(x1):
+            return self._native_call(x1, x2, w)
+        if self._dense is not None:
+            return self._forward_dense(x1, x2, w)
+        return self._forward_paths(x1, x2, w)
 
     def _forward_dense(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
-        z, u, shapes = x1.shape[0], self._dense_u, self._dense_groups
-        xv = x2 if self._dense_x2_identity else x2.index_select(1, self.dense_x2idx)
+        plan = self._dense
+        z, u, shapes = x1.shape[0], plan.u, plan.groups
+        xv = x2 if plan.x2_identity else x2.index_select(1, self.dense_x2idx)
         m = xv @ self.dense_B.to(x1.dtype)
-        xu = x1 if self._dense_x1_identity else x1.index_select(1, self.dense_x1idx)
+        xu = x1 if plan.x1_identity else x1.index_select(1, self.dense_x1idx)
         # (a split into one piece would copy the gradient in backward)
         ms = m.split([sg * kg for sg, kg in shapes], 1) if len(shapes) > 1 else (m,)
         xs = xu.split([u * sg for sg, _ in shapes], 1) if len(shapes) > 1 else (xu,)
@@ -409,201 +674,38 @@ class CGTensorProduct(Float64Constants):
               for xg, mg, (sg, kg) in zip(xs, ms, shapes)]
         out = _Permute.apply(ys[0] if len(ys) == 1 else torch.cat(ys, 1), self.dense_perm, self.dense_inv)
         if w is not None:
-            return out * (self._extend(w) if self._dense_ext else w).index_select(-1, self.dense_widx)
-        return out * self.dense_mask.to(out.dtype) if self._dense_gaps else out
+            return out * (_extend(w) if plan.extended_weights else w).index_select(-1, self.dense_widx)
+        return out * self.dense_mask.to(out.dtype) if plan.gaps else out
 
-    def _build_uvw(self, spec, uvw_x1, uvw_x2, rows, stage_of_v, add_columns, cg) -> list:
-        """Plan of the uvw paths: per output block ``o``, ``out_o[z] = A[z] (w × K) @ B[z] (K × d3)`` where the
-        contraction ``K`` runs over its paths and, per path, over ``(v, i)`` (``A = Σ_u W x1``, ``B = C x2``: "x1"
-        groups) or ``(u, j)`` (``A = Σ_v W x2``, ``B = C x1``: "x2" groups), whichever intermediate is smaller.
-
-        ``A`` comes from one matrix product per input block with all its paths' weights, ``B`` from one product per
-        multiplicity with all the CG tables; each group of paths (same output block, same input block, same other
-        multiplicity) is one slice of each."""
-        ins_all, irreps1, irreps2, irreps_out = spec.instructions, spec.irreps_in1, spec.irreps_in2, spec.irreps_out
-        s1 = irreps1.slices()
-        # "x2" groups need the CG tables contracted with x1: products keyed by the x1 multiplicity u
-        us = sorted({key[2] for key in uvw_x2})
-        self._x1stage: list[tuple[int, int]] = []  # (u, I_u)
-        x1rows: list[dict[int, int]] = []
-        x1_cols: list[list[Tensor]] = [[] for _ in us]
-        for t, u in enumerate(us):
-            blocks1 = sorted({ins_all[n].i_in1 for key, ns in uvw_x2.items() if key[2] == u for n in ns})
-            row0, iu = {}, 0
-            for b in blocks1:
-                row0[b] = iu
-                iu += irreps1[b].ir.dim
-            idx = torch.empty(u, iu, dtype=torch.long)
-            for b in blocks1:
-                d1 = irreps1[b].ir.dim
-                idx[:, row0[b] : row0[b] + d1] = s1[b].start + torch.arange(u)[:, None] * d1 + torch.arange(d1)[None]
-            self._buffer(f"x1idx_{t}", idx.reshape(-1))
-            x1rows.append(row0)
-            self._x1stage.append((u, iu))
-        # weight contractions: per x1 block (x1 groups) and per x2 block (x2 groups), columns (path, w, other mul)
-        wcols: dict[tuple[str, int], list[Tensor]] = {}
-        self._uvw_wsplit: dict[tuple[str, int], list[int]] = {}
-        plan = []  # (i_out, w, d3, [(kind, block, a_col, n_paths, mul_other, d_in, stage, b_pos)])
-        by_out: dict[int, list] = {}
-        for kind, groups in (("x1", uvw_x1), ("x2", uvw_x2)):
-            for (o, blk, mul_other), ns in groups.items():
-                w_, ir3 = irreps_out[o]
-                d3 = ir3.dim
-                key = (kind, blk)
-                cols = wcols.setdefault(key, [])
-                a_col = len(self._uvw_wsplit.setdefault(key, []))  # position in the split of the A-side product
-                self._uvw_wsplit[key].append(len(ns) * w_ * mul_other)
-                if kind == "x1":
-                    u, d_in = irreps1[blk].mul, irreps1[blk].ir.dim
-                    stage = stage_of_v[mul_other]
-                    table = torch.zeros(self._stage1[stage][1], len(ns), d_in, d3, dtype=torch.float64)  # (p, i, k)
-                else:
-                    u, d_in = irreps2[blk].mul, irreps2[blk].ir.dim  # here u is the multiplicity of x2
-                    stage = us.index(mul_other)
-                    table = torch.zeros(self._x1stage[stage][1], len(ns), d_in, d3, dtype=torch.float64)  # (p, j, k)
-                for p, n in enumerate(ns):
-                    ins = ins_all[n]
-                    mul1, mul2 = irreps1[ins.i_in1].mul, irreps2[ins.i_in2].mul
-                    # W_p[u1, v2, w] at off + (u1·mul2 + v2)·w_ + w
-                    widx = spec.weight_offsets[n] + (torch.arange(mul1)[:, None, None] * mul2
-                                                     + torch.arange(mul2)[None, :, None]) * w_ + torch.arange(w_)
-                    if kind == "x1":  # rows u1, columns (w, v2)
-                        cols.append(widx.permute(0, 2, 1).reshape(mul1, w_ * mul2))
-                        r = rows[stage][ins.i_in2]
-                        table[r : r + irreps2[ins.i_in2].ir.dim, p] = cg(n).permute(1, 0, 2)
-                    else:  # rows v2, columns (w, u1)
-                        cols.append(widx.permute(1, 2, 0).reshape(mul2, w_ * mul1))
-                        r = x1rows[stage][ins.i_in1]
-                        table[r : r + irreps1[ins.i_in1].ir.dim, p] = cg(n)
-                if kind == "x1":
-                    pos = add_columns(stage, table)
-                else:
-                    x1_cols[stage].append(table.reshape(table.shape[0], -1))
-                    pos = len(x1_cols[stage]) - 1
-                by_out.setdefault(o, []).append((kind, blk, a_col, len(ns), mul_other, d_in, stage, pos))
-        for (kind, blk), cols in wcols.items():
-            self._buffer(f"uvw_w_{kind}_{blk}", torch.cat(cols, 1))
-        self._uvw_wkeys = list(wcols)
-        for t, cols in enumerate(x1_cols):
-            self._buffer(f"B1_{t}", torch.cat(cols, 1), const=True)
-        self._x1stage_split = [[c.shape[1] for c in cols] for cols in x1_cols]
-        for o in sorted(by_out):
-            w_, ir3 = irreps_out[o]
-            plan.append((o, w_, ir3.dim, by_out[o]))
-        self._uvw_outputs = [o for o, *_ in plan]
-        return plan
-
-    def _forward_uvw(self, x1: Tensor, x2: Tensor, w: Tensor, x1_blocks, x2_blocks, stage1) -> list[Tensor]:
+    def _forward_paths(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
+        plan = self._paths
         z, dtype = x1.shape[0], x1.dtype
-        spec = self.spec
-        wb = w.shape[:-1]
-        # A-side products: W contracted with each input block, all its paths at once -> [Z, d, R]
-        a_prod = {}
-        for kind, blk in self._uvw_wkeys:
-            idx = getattr(self, f"uvw_w_{kind}_{blk}")  # [mul, R]
-            wm = w.index_select(-1, idx.reshape(-1)).reshape(*wb, *idx.shape)
-            xb = x1_blocks[blk] if kind == "x1" else x2_blocks[blk]
-            mul, d = (spec.irreps_in1 if kind == "x1" else spec.irreps_in2)[blk]
-            xt = xb.reshape(z, mul, d.dim).transpose(1, 2)  # [Z, d, mul]
-            if wb:
-                prod = torch.bmm(xt, wm)
-            else:
-                prod = (xt.reshape(z * d.dim, mul) @ wm).reshape(z, d.dim, idx.shape[1])
-            a_prod[(kind, blk)] = prod.split(self._uvw_wsplit[(kind, blk)], 2)
-        # B-side products of the "x2" groups: C contracted with x1
-        stage_x1 = []
-        for t, (u, iu) in enumerate(self._x1stage):
-            xu = x1.index_select(1, getattr(self, f"x1idx_{t}"))
-            m = xu.reshape(z * u, iu) @ getattr(self, f"B1_{t}").to(dtype)
-            stage_x1.append(m.reshape(z, u, m.shape[1]).split(self._x1stage_split[t], 2))
-        outs = []
-        for _, w_, d3, groups in self._uvw:
-            out = None
-            for kind, blk, a_col, n_p, mul_o, d_in, stage, pos in groups:
-                k = n_p * mul_o * d_in
-                a = a_prod[(kind, blk)][a_col]  # [Z, d_in, (P, w, mul_o)]
-                a = a.reshape(z, d_in, n_p, w_, mul_o).permute(0, 3, 2, 4, 1).reshape(z, w_, k)
-                b = (stage1[stage] if kind == "x1" else stage_x1[stage])[pos]  # [Z, mul_o, P·d_in·d3]
-                b = b.reshape(z, mul_o, n_p, d_in, d3).transpose(1, 2).reshape(z, k, d3)
-                out = torch.bmm(a, b) if out is None else torch.baddbmm(out, a, b)
-            outs.append(out.reshape(z, w_ * d3))
-        return outs
-
-    def _contiguous_segments(self, class_out: list[Tensor]) -> list[tuple[int, int]] | None:
-        """Pieces tiling ``[0, d_out)`` in order: ``(class, j)`` (the j-th run of paths of the class, see
-        ``_class_split``) or ``(-1, width)`` (outputs no path writes). None if paths share output blocks."""
-        segs = []
-        self._class_split: list[list[int]] = []
-        for c, oidx in enumerate(class_out):
-            starts = oidx[:, 0, 0].tolist()
-            size = oidx[0].numel()
-            sizes, p0 = [], 0
-            for p in range(1, len(starts) + 1):
-                if p == len(starts) or starts[p] != starts[p - 1] + size:
-                    segs.append((starts[p0], starts[p - 1] + size, c, len(sizes)))
-                    sizes.append(p - p0)
-                    p0 = p
-            self._class_split.append(sizes)
-        segs.sort()
-        out, pos = [], 0
-        for a, e, c, j in segs:
-            if a < pos:
-                return None  # overlapping outputs (summed paths)
-            if a > pos:
-                out.append((-1, a - pos))
-            out.append((c, j))
-            pos = e
-        if pos < self.d_out:
-            out.append((-1, self.d_out - pos))
-        return out
-
-    def _buffer(self, name: str, value: Tensor | None, const: bool = False) -> None:
-        if const:  # float64 tables, cast to the input's dtype per call (module.float().double() stays exact)
-            self.register_constant(name, value)
-        else:
-            self.register_buffer(name, value, persistent=False)
-
-    @staticmethod
-    def _extend(w: Tensor) -> Tensor:
-        return torch.cat([w, torch.ones_like(w[..., :1]), torch.zeros_like(w[..., :1])], -1)
-
-    def forward(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
-        if w is None and self.spec.weight_numel > 0:
-            raise ValueError("weights are required")
-        if self._use_native(x1):
-            return self._native_call(x1, x2, w)
-        return self._forward_torch(x1, x2, w)
-
-    def _forward_torch(self, x1: Tensor, x2: Tensor, w: Tensor | None) -> Tensor:
-        z, dtype = x1.shape[0], x1.dtype
-        if self._dense:
-            return self._forward_dense(x1, x2, w)
         wb = () if w is None or w.ndim == 1 else (z,)  # batch shape of the weights
         x1_blocks = x1.split(self._split1, 1)
         stage1: list[tuple[Tensor, ...]] = []
-        for s, (v, jv) in enumerate(self._stage1):
-            xv = x2 if self._x2_identity[s] else x2.index_select(1, getattr(self, f"x2idx_{s}"))
-            m = xv.reshape(z * v, jv) @ getattr(self, f"B_{s}").to(dtype)  # [Z·v, ncols]
-            stage1.append(m.reshape(z, v, m.shape[1]).split(self._stage1_split[s], 2))
+        for s, st in enumerate(plan.x2_stages):
+            xv = x2 if st.identity else x2.index_select(1, getattr(self, f"x2idx_{s}"))
+            m = xv.reshape(z * st.mul, st.width) @ getattr(self, f"B_{s}").to(dtype)  # [Z·v, ncols]
+            stage1.append(m.reshape(z, st.mul, m.shape[1]).split(plan.x2_split[s], 2))
 
         # ---- uvu classes -> [Z, P, u, d3] ----
         outs: list[Tensor] = []
-        if self._classes:
+        if plan.classes:
             if w is None:
-                ws: tuple[Tensor | None, ...] = (None,) * len(self._classes)
+                ws: tuple[Tensor | None, ...] = (None,) * len(plan.classes)
             else:
                 n = self.class_worder.numel()
-                src = self._extend(w) if self._w_ext else w
-                wc = src[..., :n] if self._w_view else src.index_select(-1, self.class_worder)
-                ws = wc.split(self._w_split, -1)
-        for c, cl in enumerate(self._classes):
+                src = _extend(w) if plan.class_weights_extended else w
+                wc = src[..., :n] if plan.class_weights_view else src.index_select(-1, self.class_worder)
+                ws = wc.split(plan.class_weight_split, -1)
+        for c, cl in enumerate(plan.classes):
             x1b = x1_blocks[cl.block1].reshape(z, cl.u, cl.d1)
             p, u, v, d1, d3 = cl.n_paths, cl.u, cl.v, cl.d1, cl.d3
             m = stage1[cl.stage][cl.cols]  # [Z, v, P·d1·d3]
             wt = ws[c]
             if cl.kernel == "after":  # [Z, u, d1] @ [Z, d1, P·d3], then the weights
                 y = torch.bmm(x1b, m.reshape(z, d1, p * d3)).reshape(z, u, p, d3).transpose(1, 2)
-                y = y.contiguous() if wt is None or cl.weighted == "none" else wt.reshape(*wb, p, u, 1) * y
+                y = y.contiguous() if wt is None or not cl.weighted else wt.reshape(*wb, p, u, 1) * y
             else:  # weights on x1 first
                 wc = x1b.new_ones(p, u, v, 1) if wt is None else wt.reshape(*wb, p, u, v, 1)
                 if v == 1:
@@ -615,15 +717,16 @@ class CGTensorProduct(Float64Constants):
                 y = x1w * mc if cl.kernel == "outer" else torch.matmul(x1w, mc)  # [Z, P, u, d3]
             outs.append(y)
 
-        if self._segments is not None:
-            parts = [(y,) if len(sizes) == 1 else y.split(sizes, 1) for y, sizes in zip(outs, self._class_split)]
-            pieces = [x1.new_zeros(z, a) if c < 0 else parts[c][a].flatten(1) for c, a in self._segments]
+        assembly = plan.assembly
+        if assembly.segments is not None:
+            parts = [(y,) if len(sizes) == 1 else y.split(sizes, 1) for y, sizes in zip(outs, assembly.class_split)]
+            pieces = [x1.new_zeros(z, a) if c < 0 else parts[c][a].flatten(1) for c, a in assembly.segments]
             if not pieces:
                 return x1.new_zeros(z, self.d_out)
             return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
 
         ys = [y.flatten(1) for y in outs]
-        for g, gr in enumerate(self._uuu_groups):
+        for g, gr in enumerate(plan.uuu):
             x1b = x1_blocks[gr.block1].reshape(z, gr.u, gr.d1)
             # per channel, the product x1 ⊗ x2 [Z·u, d1·d2] against all tables of the pair: one matrix product
             x2c = x2[:, gr.x2_start : gr.x2_start + gr.u * gr.d2].reshape(z, gr.u, 1, gr.d2)
@@ -631,20 +734,55 @@ class CGTensorProduct(Float64Constants):
             y = (xx @ getattr(self, f"B_uuu_{g}").to(dtype)).reshape(z, gr.u, gr.k)
             widx = getattr(self, f"widx_{g}")
             if widx is not None and w is not None:
-                y = y * self._extend(w).index_select(-1, widx.reshape(-1)).reshape(*wb, *widx.shape)
+                y = y * _extend(w).index_select(-1, widx.reshape(-1)).reshape(*wb, *widx.shape)
             ys.append(y.flatten(1))
-        if self._uvw:
+        if plan.uvw.outputs:
             x2_blocks = x2.split([mul_ir.dim for mul_ir in self.spec.irreps_in2], 1)
-            ys += self._forward_uvw(x1, x2, w, x1_blocks, x2_blocks, stage1)
-        if not ys:
-            return x1.new_zeros(z, self.d_out)
+            ys += self._forward_uvw(x1, w, x1_blocks, x2_blocks, stage1)
         y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
-        if self._permute:
-            if self._pad:
+        if assembly.permute:
+            if assembly.pad:
                 y = torch.cat([y, y.new_zeros(z, 1)], 1)
             return _Permute.apply(y, self.out_fwd, self.out_bwd)
-        out = y.new_zeros(z, self.d_out + 1).index_add_(1, self.out_index, y)
-        return out[:, : self.d_out]
+        return y.new_zeros(z, self.d_out).index_add_(1, self.out_index, y)
+
+    def _forward_uvw(self, x1: Tensor, w: Tensor, x1_blocks: tuple[Tensor, ...], x2_blocks: tuple[Tensor, ...],
+                     stage1: list[tuple[Tensor, ...]]) -> list[Tensor]:
+        """The uvw outputs ``[Z, w·d3]`` each (see :class:`_UvwPlan`)."""
+        plan = self._paths.uvw
+        z, dtype = x1.shape[0], x1.dtype
+        wb = w.shape[:-1]
+        # A-side products: W contracted with each input block, all its paths at once -> [Z, d, R]
+        a_prod = {}
+        for side, blk in plan.weight_keys:
+            idx = getattr(self, f"uvw_w_{side}_{blk}")  # [mul, R]
+            wm = w.index_select(-1, idx.reshape(-1)).reshape(*wb, *idx.shape)
+            xb = x1_blocks[blk] if side == "x1" else x2_blocks[blk]
+            mul, ir = (self.spec.irreps_in1 if side == "x1" else self.spec.irreps_in2)[blk]
+            xt = xb.reshape(z, mul, ir.dim).transpose(1, 2)  # [Z, d, mul]
+            if wb:
+                prod = torch.bmm(xt, wm)
+            else:
+                prod = (xt.reshape(z * ir.dim, mul) @ wm).reshape(z, ir.dim, idx.shape[1])
+            a_prod[(side, blk)] = prod.split(plan.weight_split[(side, blk)], 2)
+        # B-side products of the "x2" terms: C contracted with x1
+        stage_x1 = []
+        for t, st in enumerate(plan.x1_stages):
+            xu = x1.index_select(1, getattr(self, f"x1idx_{t}"))
+            m = xu.reshape(z * st.mul, st.width) @ getattr(self, f"B1_{t}").to(dtype)
+            stage_x1.append(m.reshape(z, st.mul, m.shape[1]).split(plan.x1_split[t], 2))
+        outs = []
+        for output in plan.outputs:
+            w_, d3, out = output.w, output.d3, None
+            for side, blk, a_col, n_p, mul_o, d_in, stage, b_col in output.terms:
+                k = n_p * mul_o * d_in
+                a = a_prod[(side, blk)][a_col]  # [Z, d_in, (P, w, mul_o)]
+                a = a.reshape(z, d_in, n_p, w_, mul_o).permute(0, 3, 2, 4, 1).reshape(z, w_, k)
+                b = (stage1[stage] if side == "x1" else stage_x1[stage])[b_col]  # [Z, mul_o, P·d_in·d3]
+                b = b.reshape(z, mul_o, n_p, d_in, d3).transpose(1, 2).reshape(z, k, d3)
+                out = torch.bmm(a, b) if out is None else torch.baddbmm(out, a, b)
+            outs.append(out.reshape(z, w_ * d3))
+        return outs
 
 
 # ---- the compiled channel-wise kernel as operators: liequiv::channelwise, its backward and double backward ----
