@@ -1,8 +1,10 @@
 """Bindings of the compiled CPU kernels of :mod:`liequiv.o3` (``csrc/*.cpp``) and the ``liequiv`` operator library.
 
 Every kernel is an ``extern "C"`` function ``<name>_f32`` / ``<name>_f64`` (the dtype of its tensors) returning
-``void``, whose arguments are data pointers (contiguous CPU tensors), sizes (``int64``) and, last, the number of
-OpenMP threads. :data:`_ABI` declares all of them; :func:`kernel` returns one for a dtype.
+``void``, whose arguments are flat (no structures): data pointers (contiguous CPU tensors), sizes (``int64``),
+degrees (``int``) and, last, the number of OpenMP threads. :data:`_ABI` declares all of them; :func:`kernel` returns
+one for a dtype. A library is cached under a hash of its source text (:mod:`liequiv.native`), so a changed signature
+is always a new library, never a stale one read with the new declarations.
 
 The kernels are exposed as operators ``torch.ops.liequiv.*``, defined in :data:`LIBRARY` next to their math
 (:mod:`liequiv.o3.harmonics`, :mod:`liequiv.o3.tensor_product.cg`, :mod:`liequiv.o3.gaunt`): a CPU
@@ -23,30 +25,16 @@ from torch import Tensor
 
 from liequiv import native
 
-__all__ = ["LIBRARY", "OperandArgs", "Operator", "available", "define", "kernel", "ptr", "supports", "threads"]
+__all__ = ["LIBRARY", "Operator", "available", "define", "kernel", "ptr", "supports", "threads"]
 
 _CSRC = Path(__file__).with_name("csrc")
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
-class OperandArgs(ctypes.Structure):
-    """``OperandArgs`` of ``csrc/grid_product.cpp``: one operand of the grid product, pointers in the call's dtype."""
-
-    _fields_ = [
-        ("data", _P),
-        ("D", _I64),
-        ("base", _P),
-        ("step", _P),
-        ("scale", _P),
-        ("L", _I64),
-        ("table", _P),
-        ("phi", _P),
-    ]
-
-
 _CHANNELWISE_HEAD = [_P, _I64, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _I64]  # tables, sizes, x1, x2, w, w_ld
-_OPERAND = ctypes.POINTER(OperandArgs)
+# one operand of the grid product: data, D, base, step, scale, L, table, phi
+_GRID_OPERAND = [_P, _I64, _P, _P, _P, _I32, _P, _P]
 
 # source -> {kernel name: argument types without the dtype suffix}; every kernel returns void
 _ABI: dict[str, dict[str, list]] = {
@@ -65,8 +53,8 @@ _ABI: dict[str, dict[str, list]] = {
         "channelwise_double_backward": [*_CHANNELWISE_HEAD, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _I32],
     },
     "grid_product": {
-        # x, y, out, Z, C, n_beta, n_alpha, threads
-        "grid_product": [_OPERAND, _OPERAND, _OPERAND, _I64, _I64, _I32, _I32, _I32],
+        # x, y, out (each an operand), Z, C, n_beta, n_alpha, threads
+        "grid_product": [*_GRID_OPERAND * 3, _I64, _I64, _I32, _I32, _I32],
     },
 }
 
