@@ -362,6 +362,26 @@ def test_operator_in_the_compiled_and_exported_graphs():
     torch.testing.assert_close(exported.module()(v), spherical_harmonics(4, v), atol=0, rtol=0)
 
 
+
+@needs_kernels
+def test_traced_with_real_tensors_records_the_operators():
+    # make_fx on real tensors: a dispatch mode, not a compiler, sees the call; the forward and the backward must be
+    # the operators (eager calls skip the dispatcher, so that the check for a mode is what puts them in the graph)
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    v = torch.randn(6, 3, dtype=torch.float64)
+
+    def value_and_gradient(v):
+        v = v.detach().requires_grad_()
+        y = spherical_harmonics(3, v)
+        return y, torch.autograd.grad(y, v, torch.ones_like(y))[0]
+
+    graph = make_fx(value_and_gradient, tracing_mode="real")(v)
+    targets = [str(node.target) for node in graph.graph.nodes]
+    assert "liequiv.harmonics.default" in targets and "liequiv.harmonics_backward.default" in targets
+    for ours, eager in zip(graph(v), value_and_gradient(v)):
+        torch.testing.assert_close(ours, eager, atol=0, rtol=0)
+
 def _scipy_oracle(lmax: int, v: torch.Tensor) -> torch.Tensor:
     """``[N, (lmax+1)^2]`` in our basis from scipy's complex harmonics (independent of this library and of e3nn).
 

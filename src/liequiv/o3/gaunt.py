@@ -42,7 +42,6 @@ grid, so on the CPU it trails the grid version, as the Price of Freedom paper al
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import math
@@ -213,14 +212,13 @@ def _grid_product_cpu(x: Tensor, y: Tensor, x_layout: list[Tensor], y_layout: li
     layout is ``[base, step, scale, table, phi]`` of :meth:`GridLayout.tensors`, ``degrees`` the three ``L``."""
     x, y = x.contiguous(), y.contiguous()
     out = (x.new_empty if covered[2] else x.new_zeros)(x.shape[0], out_dim)
-    operands = (
-        kernels.OperandArgs(t.data_ptr(), t.shape[1], *(kernels.ptr(u) for u in layout[:3]), L,
-                            kernels.ptr(layout[3]), kernels.ptr(layout[4]))
+    operands = [
+        arg
         for t, layout, L in zip((x, y, out), (x_layout, y_layout, out_layout), degrees)
-    )
-    a, b, c = operands
+        for arg in (kernels.ptr(t), t.shape[1], *map(kernels.ptr, layout[:3]), L, *map(kernels.ptr, layout[3:]))
+    ]
     fn = kernels.kernel("grid_product", "grid_product", x.dtype)
-    fn(ctypes.byref(a), ctypes.byref(b), ctypes.byref(c), x.shape[0], channels, *grid, kernels.threads())
+    fn(*operands, x.shape[0], channels, *grid, kernels.threads())
     return out
 
 

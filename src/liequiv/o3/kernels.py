@@ -1,8 +1,10 @@
 """Bindings of the compiled CPU kernels of :mod:`liequiv.o3` (``csrc/*.cpp``) and the ``liequiv`` operator library.
 
 Every kernel is an ``extern "C"`` function ``<name>_f32`` / ``<name>_f64`` (the dtype of its tensors) returning
-``void``, whose arguments are data pointers (contiguous CPU tensors), sizes (``int64``) and, last, the number of
-OpenMP threads. :data:`_ABI` declares all of them; :func:`kernel` returns one for a dtype.
+``void``, whose arguments are flat (no structures): data pointers (contiguous CPU tensors), sizes (``int64``),
+degrees (``int``) and, last, the number of OpenMP threads. :data:`_ABI` declares all of them; :func:`kernel` returns
+one for a dtype. A library is cached under a hash of its source text (:mod:`liequiv.native`), so a changed signature
+is always a new library, never a stale one read with the new declarations.
 
 The kernels are exposed as operators ``torch.ops.liequiv.*``, defined in :data:`LIBRARY` next to their math
 (:mod:`liequiv.o3.harmonics`, :mod:`liequiv.o3.tensor_product.cg`, :mod:`liequiv.o3.gaunt`): a CPU
@@ -19,34 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import _C, Tensor
 
 from liequiv import native
 
-__all__ = ["LIBRARY", "OperandArgs", "Operator", "available", "define", "kernel", "ptr", "supports", "threads"]
+__all__ = ["LIBRARY", "Operator", "available", "define", "kernel", "ptr", "supports", "threads"]
 
 _CSRC = Path(__file__).with_name("csrc")
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
-class OperandArgs(ctypes.Structure):
-    """``OperandArgs`` of ``csrc/grid_product.cpp``: one operand of the grid product, pointers in the call's dtype."""
-
-    _fields_ = [
-        ("data", _P),
-        ("D", _I64),
-        ("base", _P),
-        ("step", _P),
-        ("scale", _P),
-        ("L", _I64),
-        ("table", _P),
-        ("phi", _P),
-    ]
-
-
 _CHANNELWISE_HEAD = [_P, _I64, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _I64]  # tables, sizes, x1, x2, w, w_ld
-_OPERAND = ctypes.POINTER(OperandArgs)
+# one operand of the grid product: data, D, base, step, scale, L, table, phi
+_GRID_OPERAND = [_P, _I64, _P, _P, _P, _I32, _P, _P]
 
 # source -> {kernel name: argument types without the dtype suffix}; every kernel returns void
 _ABI: dict[str, dict[str, list]] = {
@@ -65,8 +53,8 @@ _ABI: dict[str, dict[str, list]] = {
         "channelwise_double_backward": [*_CHANNELWISE_HEAD, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _I32],
     },
     "grid_product": {
-        # x, y, out, Z, C, n_beta, n_alpha, threads
-        "grid_product": [_OPERAND, _OPERAND, _OPERAND, _I64, _I64, _I32, _I32, _I32],
+        # x, y, out (each an operand), Z, C, n_beta, n_alpha, threads
+        "grid_product": [*_GRID_OPERAND * 3, _I64, _I64, _I32, _I32, _I32],
     },
 }
 
@@ -108,49 +96,68 @@ def supports(t: Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype in _SUFFIX
 
 
-def _plain(tensors: list[Tensor]) -> bool:
-    """Real CPU tensors of an eager call: not traced (``torch.compile``, ``torch.export``: fake or functional
-    tensors) and not wrapped by ``torch.func``."""
-    if torch.compiler.is_compiling():
-        return False
-    return all(type(t) is Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
-
-
 ptr = native.ptr
 threads = native.threads
+
+# the checks of Operator.__call__
+_compiling = torch.compiler.is_compiling
+_dispatch_modes = _C._len_torch_dispatch_stack  # fake tensors, torch.export, make_fx, ...
+_transforms = _C._are_functorch_transforms_active
+_wrapped = _C._functorch.is_functorch_wrapped_tensor
 
 
 class Operator:
     """A ``liequiv::`` operator, called the cheapest way that records what the call needs.
 
-    Traced calls (``torch.compile``, ``torch.export``, ``torch.func``) go through the dispatcher, so that the graph
-    holds the operator. Eager calls skip it (it costs more than the smallest kernels): without a gradient to record
-    they call the CPU implementation, else an ``autograd.Function`` made of the same implementation and the same
-    autograd formula as the operator's registration.
+    Traced calls go through the dispatcher, so that the graph holds the operator: under ``torch.compile``, under
+    ``torch.func`` transforms, under a dispatch mode (``torch.export``, ``make_fx``, fake tensors), or with a tensor
+    subclass. Eager calls skip it (it costs more than the smallest kernels): without a gradient to record they call
+    the CPU implementation, else an ``autograd.Function`` made of the same implementation and the same autograd
+    formula as the operator's registration.
     """
 
+    __slots__ = ("apply", "cpu", "op")
+
     def __init__(self, op: torch._ops.OpOverload, cpu: Callable[..., object], function: type | None) -> None:
-        self.op, self.cpu, self.function = op, cpu, function
+        self.op, self.cpu = op, cpu
+        # Function.apply less its Python wrapper, which only serves torch.func (its transforms and wrapped tensors,
+        # sent to the dispatcher here) and a separate setup_context (_function has none)
+        self.apply = None if function is None else super(torch.autograd.Function, function).apply
 
     def __call__(self, *args: object) -> object:
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        if not _plain(tensors):
+        # is_compiling first: Dynamo takes it as a constant and traces none of the checks after it
+        if _compiling() or _dispatch_modes() or _transforms():
             return self.op(*args)
-        if self.function is not None and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            return self.function.apply(*args)
+        record = False
+        for a in args:
+            if isinstance(a, Tensor):
+                if type(a) is not Tensor or _wrapped(a):
+                    return self.op(*args)
+                record = record or a.requires_grad
+        if record and self.apply is not None and torch.is_grad_enabled():
+            return self.apply(*args)
         return self.cpu(*args)
 
 
-def _function(cpu: Callable[..., object], backward: Callable[..., object], setup_context: Callable[..., None]) -> type:
-    """The ``autograd.Function`` of eager calls: the operator's implementation and autograd formula."""
+def _function(
+    cpu: Callable[..., object], backward: Callable[..., object], setup_context: Callable[..., None], lists: bool
+) -> type:
+    """The ``autograd.Function`` of eager calls: the operator's implementation and autograd formula. Its ``forward``
+    takes ``ctx`` and runs ``setup_context`` itself: a separate ``setup_context`` would make every ``apply`` bind
+    the arguments to ``forward``'s signature (``inspect``), which costs more than a small kernel. ``lists``: the
+    operator takes lists of tensors, for which the formula gives one gradient per element and the Function one."""
 
-    def vjp(ctx, *grads):  # one None for a list of tensors (the operator's formula gives one per element)
+    def forward(ctx, *args):
+        output = cpu(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    def vjp(ctx, *grads):
         return tuple(None if isinstance(g, list) else g for g in backward(ctx, *grads))
 
     return type("EagerOperator", (torch.autograd.Function,), {
-        "forward": staticmethod(lambda *args: cpu(*args)),
-        "setup_context": staticmethod(setup_context),
-        "backward": staticmethod(vjp),
+        "forward": staticmethod(forward),
+        "backward": staticmethod(vjp if lists else backward),
     })
 
 
@@ -170,5 +177,5 @@ def define(
     function = None
     if backward is not None:
         torch.library.register_autograd(f"liequiv::{name}", backward, setup_context=setup_context, lib=LIBRARY)
-        function = _function(cpu, backward, setup_context)
+        function = _function(cpu, backward, setup_context, "Tensor[]" in schema)
     return Operator(getattr(torch.ops.liequiv, name).default, cpu, function)

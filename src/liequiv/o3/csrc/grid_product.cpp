@@ -73,9 +73,10 @@ inline void store_strided(T* p, int64_t st, const V& v) {
   for (int w = 0; w < W; ++w) p[w * st] = v[w];
 }
 
-template <typename T>
+// One operand; P is const T for the inputs, T for the output (written).
+template <typename T, typename P = const T>
 struct Operand {
-  T* data;  // [Z][D]
+  P* data;  // [Z][D]
   int64_t D;
   const int32_t* base;  // [K], K = (2L+1)(L+1) by m
   const int32_t* step;  // [K]
@@ -183,7 +184,7 @@ struct Block {
   }
 
   // project f on degrees <= L with the tables of o into the output of the signals r0.. (R in all) of lanes()
-  void project(const Operand<T>& o, int64_t r0, int64_t R) {
+  void project(const Operand<T, T>& o, int64_t r0, int64_t R) {
     const int L = o.L, M = 2 * L + 1, K = M * (L + 1);
     const T* to = o.table;
     const T* phi = o.phi;
@@ -220,8 +221,8 @@ struct Block {
 };
 
 template <typename T>
-void grid_product(const Operand<T>& x, const Operand<T>& y, const Operand<T>& o, int64_t Z, int64_t C, int nb, int na,
-                  int n_threads) {
+void grid_product(const Operand<T>& x, const Operand<T>& y, const Operand<T, T>& o, int64_t Z, int64_t C, int nb,
+                  int na, int n_threads) {
   const int64_t R = Z * C, blocks = (R + W - 1) / W;
 #pragma omp parallel num_threads(n_threads)
   {
@@ -236,32 +237,22 @@ void grid_product(const Operand<T>& x, const Operand<T>& y, const Operand<T>& o,
   }
 }
 
-// The operands as the caller passes them (a ctypes.Structure in gaunt.py): pointers in the dtype of the call.
-struct OperandArgs {
-  void* data;
-  int64_t D;
-  const int32_t* base;
-  const int32_t* step;
-  const void* scale;
-  int64_t L;
-  const void* table;
-  const void* phi;
-};
-
-template <typename T>
-Operand<T> typed(const OperandArgs& a) {
-  return {static_cast<T*>(a.data), a.D, a.base, a.step, static_cast<const T*>(a.scale), int(a.L),
-          static_cast<const T*>(a.table), static_cast<const T*>(a.phi)};
-}
-
-// x, y are read, out is written; Z samples of C signals each; the grid has nb x na points.
 }  // namespace
 
-extern "C" void grid_product_f32(const OperandArgs* x, const OperandArgs* y, const OperandArgs* out, int64_t Z,
-                                 int64_t C, int nb, int na, int n_threads) {
-  grid_product(typed<float>(*x), typed<float>(*y), typed<float>(*out), Z, C, nb, na, n_threads);
-}
-extern "C" void grid_product_f64(const OperandArgs* x, const OperandArgs* y, const OperandArgs* out, int64_t Z,
-                                 int64_t C, int nb, int na, int n_threads) {
-  grid_product(typed<double>(*x), typed<double>(*y), typed<double>(*out), Z, C, nb, na, n_threads);
+// x, y are read, out is written; Z samples of C signals each; the grid has nb x na points. Each operand comes as the
+// fields of Operand, flat: data, D, base, step, scale, L, table, phi.
+#define GRID_PRODUCT_OPERAND(P, T, a)                                                                                  \
+  P* a, int64_t a##_D, const int32_t* a##_base, const int32_t* a##_step, const T* a##_scale, int a##_L,              \
+      const T* a##_table, const T* a##_phi
+#define GRID_PRODUCT_FIELDS(a) {a, a##_D, a##_base, a##_step, a##_scale, a##_L, a##_table, a##_phi}
+#define GRID_PRODUCT_API(T, SUFFIX)                                                                                    \
+  void grid_product_##SUFFIX(GRID_PRODUCT_OPERAND(const T, T, x), GRID_PRODUCT_OPERAND(const T, T, y),               \
+                             GRID_PRODUCT_OPERAND(T, T, out), int64_t Z, int64_t C, int nb, int na, int n_threads) { \
+    grid_product<T>(GRID_PRODUCT_FIELDS(x), GRID_PRODUCT_FIELDS(y), GRID_PRODUCT_FIELDS(out), Z, C, nb, na,          \
+                    n_threads);                                                                                        \
+  }
+
+extern "C" {
+GRID_PRODUCT_API(float, f32)
+GRID_PRODUCT_API(double, f64)
 }
