@@ -3,7 +3,7 @@ r"""Molecular dynamics through ASE on the CPU: liequiv's ``LiequivCalculator`` a
 MD steps per second of ASE's velocity Verlet (1 fs, Maxwell-Boltzmann velocities at 300 K, seeded), one calculator
 call a step (each library's own neighbour list, energy, forces, and for periodic cells the stress, which both
 calculators compute whenever the cell is periodic), on fcc Cu supercells (a = 3.61 Å, periodic, rattled by 0.05 Å)
-of 108, 1,000 and 10,000 atoms and on an aspirin molecule (not periodic), float32, one thread. The models are
+of 108, 1,000 and 10,000 atoms and on an aspirin molecule (not periodic, first), float32, one thread. The models are
 untrained (seeded; a step's cost does not depend on the weights) and matched as in ``bench_potential.py``: 64
 channels, edge harmonics up to lmax 3, hidden features ``64x0e + 64x1o``, 2 layers, correlation 3, cutoff 5 Å,
 8 Bessel functions; both know H, C, O and Cu.
@@ -13,11 +13,12 @@ channels, edge harmonics up to lmax 3, hidden features ``64x0e + 64x1o``, 2 laye
     python benchmarks/bench_md.py --cu-sizes 108,1000 --threads 2 --markdown docs/benchmarks/md.md
 
 Each library runs in its own worker process (this file with ``--worker liequiv|mace``), so that the peak memory
-(max RSS, reported after each structure; structures go from small to large) is each library's own. MACE lives in
-its own virtual environment because mace-torch pins e3nn 0.4.4: create ``.peers/mace`` as the docstring of
-``bench_potential.py`` says (``--mace-python`` points elsewhere; without it MACE is skipped with a note). Each
-timing runs enough steps to last about ``--min-seconds``; the workers take turns within every repeat; the tables
-give medians over repeats (fewer for large cells, within ``--budget`` seconds per model and structure).
+(max RSS, reported after each structure) is each library's own; structures go from small to large, so a worker
+killed for memory loses only the largest. MACE lives in its own virtual environment because mace-torch pins e3nn
+0.4.4: create ``.peers/mace`` as the docstring of ``bench_potential.py`` says (``--mace-python`` points elsewhere;
+without it MACE is skipped with a note). Each timing runs enough steps to last about ``--min-seconds``; the workers
+take turns within every repeat; the tables give medians over repeats (fewer for large cells, within ``--budget``
+seconds per model and structure).
 """
 
 from __future__ import annotations
@@ -46,18 +47,17 @@ CONFIG = {"channels": 64, "lmax": 3, "layers": 2, "correlation": 3, "cutoff": 5.
 
 
 def structures(cu_sizes: list[int]) -> list[dict]:
-    """Cu supercells of the given atom counts (keys of ``CU_REPEATS``), then aspirin: numbers, positions, cell, pbc."""
+    """Aspirin, then Cu supercells of the given atom counts (keys of ``CU_REPEATS``): numbers, positions, cell, pbc."""
     from ase.build import bulk
 
-    out = []
+    numbers, positions = aspirin()
+    out = [{"name": "aspirin", "numbers": numbers, "positions": positions, "cell": np.zeros((3, 3)),
+            "pbc": [False] * 3}]
     for n in cu_sizes:
         atoms = bulk("Cu", "fcc", a=CU_LATTICE, cubic=True).repeat(CU_REPEATS[n])
         atoms.rattle(0.05, seed=0)
         out.append({"name": f"Cu-{n}", "numbers": atoms.numbers, "positions": atoms.positions,
                     "cell": atoms.cell.array, "pbc": [True] * 3})
-    numbers, positions = aspirin()
-    out.append({"name": "aspirin", "numbers": numbers, "positions": positions, "cell": np.zeros((3, 3)),
-                "pbc": [False] * 3})
     return out
 
 
