@@ -18,7 +18,8 @@ killed for memory loses only the largest. MACE lives in its own virtual environm
 0.4.4: create ``.peers/mace`` as the docstring of ``bench_potential.py`` says (``--mace-python`` points elsewhere;
 without it MACE is skipped with a note). Each timing runs enough steps to last about ``--min-seconds``; the workers
 take turns within every repeat; the tables give medians over repeats (fewer for large cells, within ``--budget``
-seconds per model and structure).
+seconds per model and structure). ``--malloc keep`` keeps glibc from unmapping large freed blocks (see
+``bench_potential.py``: otherwise every step of a large cell page-faults its big temporaries again).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 import markdown_tables
-from bench_potential import PEERS, PeerProcess, _torch_dtype, aspirin, mace_model
+from bench_potential import MALLOC_KEEP, PEERS, PeerProcess, _torch_dtype, aspirin, mace_model
 
 ELEMENTS = (1, 6, 8, 29)
 CU_LATTICE = 3.61  # Å
@@ -143,12 +144,16 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per model and structure")
     parser.add_argument("--mace-python", default=str(PEERS / "mace" / "bin" / "python"))
     parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
+    parser.add_argument("--malloc", choices=("default", "keep"), default="default",
+                        help="keep: glibc malloc keeps freed memory mapped, in every worker (see bench_potential.py)")
     parser.add_argument("--worker", choices=("liequiv", "mace"), help=argparse.SUPPRESS)
     parser.add_argument("--structures", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.structures)
         return
+    if args.malloc == "keep" and any(os.environ.get(k) != v for k, v in MALLOC_KEEP.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **MALLOC_KEEP))  # glibc reads at start
     if args.quick:
         args.cu_sizes, args.repeats, args.min_seconds, args.budget = "108", 3, 0.3, 10.0
     sizes = [int(n) for n in args.cu_sizes.split(",") if n]
