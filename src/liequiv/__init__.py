@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["data", "groups", "models", "nn", "o3", "symmetry", "train"]
+__all__ = ["data", "generative", "groups", "models", "nn", "o3", "symmetry", "train"]
 __version__ = "0.1.0"
 
 
