@@ -5,10 +5,11 @@ the interatomic potential maps ``(numbers, pos, edge_index, batch)`` to energies
 
 from liequiv.models.baselines import GNN, LinearDynamics
 from liequiv.models.egnn import EGNN
+from liequiv.models.egtn import EGTN
 from liequiv.models.frame_averaged import FrameAveragedGNN
 from liequiv.models.ponita import PONITA, PONITAR3
 from liequiv.models.potential import TensorProductPotential
 from liequiv.nn.egnn import EGNNLayer
 
-__all__ = ["EGNN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics",
+__all__ = ["EGNN", "EGTN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "FrameAveragedGNN", "LinearDynamics",
            "TensorProductPotential"]

@@ -1,6 +1,6 @@
 """Layers, one a file (PyTorch Geometric style): MLPs and graph helpers, radial bases, the tensor-product
 interaction block and the many-body product blocks, the EGNN layer, and PONITA's convolutions on
-position-orientation space and on R³."""
+position-orientation space and on R³, GeoTDM's attention over time, sinusoidal embeddings."""
 
 from liequiv.nn.egnn import EGNNLayer
 from liequiv.nn.graph import check_edge_index, fully_connected_edges, scatter_mean, scatter_sum
@@ -10,6 +10,8 @@ from liequiv.nn.mlp import MLP
 from liequiv.nn.point_conv import PointConv
 from liequiv.nn.position_orientation_conv import SeparableSphereConv, position_orientation_invariants
 from liequiv.nn.radial import BesselBasis, GaussianBasis, PolynomialCutoff
+from liequiv.nn.sinusoidal import SinusoidalEmbedding
+from liequiv.nn.temporal_attention import TemporalAttention
 
 __all__ = [
     "MLP",
@@ -21,7 +23,9 @@ __all__ = [
     "PointConv",
     "PolynomialCutoff",
     "SeparableSphereConv",
+    "SinusoidalEmbedding",
     "SymmetricContraction",
+    "TemporalAttention",
     "check_edge_index",
     "fully_connected_edges",
     "gate_for",
