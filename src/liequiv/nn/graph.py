@@ -48,3 +48,26 @@ def fully_connected_edges(n_nodes: int, batch_size: int = 1, *, device: torch.de
     edges = torch.stack([src[keep], dst[keep]])  # [2, n(n-1)]
     offsets = torch.arange(batch_size, device=device).repeat_interleave(edges.shape[1]) * n_nodes
     return edges.repeat(1, batch_size) + offsets
+
+
+def knn_edges(senders: Tensor, receivers: Tensor, k: int, *, exclude_self: bool = False) -> Tensor:
+    """Edges from each receiver's ``k`` nearest senders, for batches of point clouds of fixed size.
+
+    ``senders [B, n, 3]``, ``receivers [B, m, 3]`` -> ``edge_index [2, B·m·k]`` whose entries index the rows of
+    ``senders.reshape(B·n, 3)`` (sources) and ``receivers.reshape(B·m, 3)`` (targets). ``exclude_self`` (for
+    ``senders is receivers``) skips each point's own index. Ties are broken by ``torch.topk``.
+    """
+    if senders.dim() != 3 or receivers.dim() != 3 or senders.shape[0] != receivers.shape[0]:
+        raise ValueError(f"senders and receivers must be [B, n, 3] and [B, m, 3], got {list(senders.shape)} and "
+                         f"{list(receivers.shape)}")
+    b, n, m = senders.shape[0], senders.shape[1], receivers.shape[1]
+    available = n - 1 if exclude_self else n
+    if not 1 <= k <= available:
+        raise ValueError(f"k must lie in [1, {available}], got {k}")
+    dist = torch.cdist(receivers.detach(), senders.detach())  # [B, m, n]
+    if exclude_self:
+        dist = dist.masked_fill(torch.eye(m, n, dtype=torch.bool, device=dist.device), float("inf"))
+    nearest = dist.topk(k, dim=-1, largest=False).indices  # [B, m, k]
+    src = nearest + n * torch.arange(b, device=nearest.device)[:, None, None]
+    dst = torch.arange(b * m, device=nearest.device).view(b, m, 1).expand(b, m, k)
+    return torch.stack([src.reshape(-1), dst.reshape(-1)])
