@@ -38,16 +38,15 @@ def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     return value  # type: ignore[return-value]
 
 
-def check_times(t: float | Tensor, like: Element, low: float = 0.0, high: float = 1.0) -> Tensor:
-    """Times in [low, high] broadcast to the batch shape of ``like``, in its dtype and device, ``[...]``."""
+def check_times(t: float | Tensor, shape: Sequence[int], like: Tensor) -> Tensor:
+    """Times in [0, 1] broadcast to the batch ``shape``, in the dtype and device of ``like``, ``[*shape]``."""
     t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
-    if not t.is_floating_point() or not bool(((t >= low) & (t <= high)).all()):
-        raise ValueError(f"t must lie in [{low}, {high}]")
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError("t must lie in [0, 1]")
     try:
-        return t.expand(like.shape)
+        return t.expand(tuple(shape))
     except RuntimeError:
-        shapes = f"{list(t.shape)} to the batch shape {list(like.shape)}"
-        raise ValueError(f"t does not broadcast: {shapes}") from None
+        raise ValueError(f"t does not broadcast: {list(t.shape)} to the batch shape {list(shape)}") from None
 
 
 def call_model(model: Model, name: str, x: Element, t: Tensor, dim: int, context: dict[str, object]) -> Tensor:

@@ -146,7 +146,7 @@ class LieDiffusion(ABC):
                   generator: torch.Generator | None = None) -> tuple[Element, Tensor]:
         """(x_t ~ p(x_t | x_0), the score of p(x_t | x_0) at x_t ``[..., dim]``) for data ``x0`` and times ``t``."""
         x0 = check_element(x0, "x0", self.group)
-        t = check_times(t, x0)
+        t = check_times(t, x0.shape, x0.params)
         noised = [f.perturb(p, t, generator) for f, p in zip(self.factors, self.split(x0))]
         return self.join([p for p, _ in noised]), torch.cat([s for _, s in noised], -1)
 
@@ -160,7 +160,7 @@ class LieDiffusion(ABC):
         if t is None:
             t = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
             t = self.min_t + (1 - self.min_t) * t
-        t = check_times(t, x0)
+        t = check_times(t, x0.shape, x0.params)
         xt, target = self.add_noise(x0, t, generator)
         predicted = call_model(score_model, "score_model", xt, t, self.dim, context)
         errors = zip(self.factors, self._scores(predicted - target))
