@@ -73,13 +73,17 @@ def _check_sigma(sigma: float | Tensor, like: Tensor) -> float | Tensor:
     return sigma
 
 
+def _rotation_angle(rotvec: Tensor) -> Tensor:
+    """|τ| ``[...]`` of rotation vectors ``[..., 3]``, with the gradient 0 (not NaN) at τ = 0 (a double where)."""
+    angle_sq = sum_of_squares(rotvec.unbind(-1))
+    positive = angle_sq > 0
+    return torch.where(positive, torch.where(positive, angle_sq, 1.0).sqrt(), 0.0)
+
+
 def _check_angle(angle: Tensor | SO3) -> Tensor:
-    """Angles ``[...]`` from angles or from an ``SO3`` (through a norm whose gradient is 0 at the identity)."""
+    """Angles ``[...]`` from angles or from an ``SO3``."""
     if isinstance(angle, SO3):
-        rotvec = angle.log()
-        angle_sq = sum_of_squares(rotvec.unbind(-1))
-        positive = angle_sq > 0
-        return torch.where(positive, torch.where(positive, angle_sq, 1.0).sqrt(), 0.0)
+        return _rotation_angle(angle.log())
     return check_tensor(angle, "angle", ())
 
 
@@ -168,6 +172,11 @@ def _by_branch(wrapped: _Form, character: _Form, angle: Tensor, sigma: float | T
     if not isinstance(sigma, Tensor):
         return wrapped(angle, sigma) if sigma < SWITCH_SIGMA else character(angle, sigma)
     small = sigma < SWITCH_SIGMA
+    if checking_values():  # outside torch.compile: skip the branch that no element takes
+        if bool(small.all()):
+            return wrapped(angle, sigma)
+        if not bool(small.any()):
+            return character(angle, sigma)
     sigma_small = torch.where(small, sigma, SWITCH_SIGMA / 2)
     sigma_large = torch.where(small, SWITCH_SIGMA, sigma)
     return torch.where(small, wrapped(angle, sigma_small), character(angle, sigma_large))
@@ -209,10 +218,8 @@ def igso3_score(rotvec: Tensor, sigma: float | Tensor) -> Tensor:
     """
     rotvec = check_tensor(rotvec, "rotvec", (3,))
     sigma = _check_sigma(sigma, rotvec)
-    angle_sq = sum_of_squares(rotvec.unbind(-1))
-    positive = angle_sq > 0
-    angle = torch.where(positive, torch.where(positive, angle_sq, 1.0).sqrt(), 0.0)
-    return _by_branch(_wrapped_score_factor, _series_score_factor, angle, sigma)[..., None] * rotvec
+    factor = _by_branch(_wrapped_score_factor, _series_score_factor, _rotation_angle(rotvec), sigma)
+    return factor[..., None] * rotvec
 
 
 # ------------------------------------------------------------------ sampling
@@ -220,8 +227,8 @@ def igso3_score(rotvec: Tensor, sigma: float | Tensor) -> Tensor:
 
 _TABLE_LOG_SIGMA = (math.log(0.01), math.log(6.0), 257)  # log σ from, to, nodes; below and above: limits
 _TABLE_Z = (10.0, 401)  # |ε| from 0 to, nodes; P(|ε| > 10) < 2e-21
-_BUILD_CELLS = 256  # angle cells per σ, each integrated by 8-point Gauss-Legendre
-_BUILD_NEWTON = 4  # Newton steps inside a cell, integrating by 4-point Gauss-Legendre
+_BUILD_CELLS = 128  # angle cells per σ, each integrated by 8-point Gauss-Legendre
+_BUILD_NEWTON = 3  # Newton steps inside a cell, integrating by 4-point Gauss-Legendre
 
 
 def _chi3_cdf_sf(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -246,6 +253,13 @@ def _quantile_table() -> Tensor:
     log_lo, log_hi, n_sigma = _TABLE_LOG_SIGMA
     z_max, n_z = _TABLE_Z
     sigma = torch.linspace(log_lo, log_hi, n_sigma, dtype=torch.float64).exp()[:, None]  # [S, 1]
+    small = sigma[:, 0] < SWITCH_SIGMA  # the rows of each form, built apart
+    return torch.cat([_quantile_rows(sigma[small], n_z, z_max), _quantile_rows(sigma[~small], n_z, z_max)])
+
+
+def _quantile_rows(sigma: Tensor, n_z: int, z_max: float) -> Tensor:
+    """Rows of the table for σ ``[S, 1]``."""
+    n_sigma = sigma.shape[0]
     top = (12 * sigma).clamp(max=math.pi)  # above 12σ the χ₃-like tail holds < 1e-30
     edges = top * torch.linspace(0, 1, _BUILD_CELLS + 1, dtype=torch.float64)  # [S, M + 1]
     cells = _gauss_legendre(edges[:, :-1], edges[:, 1:], sigma)  # [S, M]
@@ -272,8 +286,19 @@ def _quantile_table() -> Tensor:
 
 
 @functools.cache
-def _table_on(dtype: torch.dtype, device: torch.device) -> Tensor:
-    return _quantile_table().to(dtype=dtype, device=device)
+def _cubic_coefficients(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The table as cubics in z, ``[n_σ, n_z - 1, 4]``: on cell k, ρ = Σ_m c_m t^m with t = z/h - k ∈ [0, 1], the
+    Lagrange cubic through the 4 nearest nodes (k - 1 .. k + 2, shifted inwards at the ends)."""
+    table = _quantile_table()
+    n = table.shape[-1]
+    start = (torch.arange(n - 1) - 1).clamp(0, n - 4)  # first stencil node of each cell
+    offsets = torch.arange(4, dtype=torch.float64)
+    # monomial coefficients from node values: the inverse Vandermonde matrix of the nodes relative to the cell
+    nodes = start[:, None] + offsets - torch.arange(n - 1)[:, None]  # [n - 1, 4]
+    to_monomials = torch.linalg.inv(nodes[..., None] ** offsets)  # [n - 1, 4, 4]
+    values = table[:, start[:, None] + offsets.long()]  # [n_σ, n - 1, 4]
+    coefficients = (to_monomials @ values[..., None])[..., 0]
+    return coefficients.to(dtype=dtype, device=device)
 
 
 def _cubic_stencil(position: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -287,23 +312,33 @@ def _cubic_stencil(position: Tensor, n: int) -> tuple[Tensor, Tensor]:
 
 
 def _rho(z: Tensor, sigma: float | Tensor) -> Tensor:
-    """ρ(z; σ) ``[...]`` by cubic interpolation of the table in (log σ, z); outside the σ range, the limits
-    ρ = 1 + O(σ²) (scaled from the first row) and ω = σ ρ z fixed (Haar, from the last row)."""
-    table = _table_on(z.dtype, z.device)
+    """ρ(z; σ) ``[...]``: cubic in z within a cell of the table and cubic (Lagrange) in log σ across its rows;
+    outside the σ range, the limits ρ = 1 + O(σ²) (scaled from the first row) and ω = σ ρ z fixed (Haar, from the
+    last row)."""
+    coefficients = _cubic_coefficients(z.dtype, z.device)
     log_lo, log_hi, n_sigma = _TABLE_LOG_SIGMA
     z_max, n_z = _TABLE_Z
-    sigma = torch.as_tensor(sigma, dtype=z.dtype, device=z.device)
-    clamped = sigma.clamp(math.exp(log_lo), math.exp(log_hi))
-    row, row_weights = _cubic_stencil((clamped.log() - log_lo) / (log_hi - log_lo) * (n_sigma - 1), n_sigma)
-    col, col_weights = _cubic_stencil(z.clamp(max=z_max) / z_max * (n_z - 1), n_z)
-    if sigma.dim() == 0:  # one row, interpolated once
-        line = (table[row] * row_weights[:, None]).sum(0)
-        rho = (line[col] * col_weights).sum(-1)
-    else:
-        flat = row[..., :, None] * n_z + col[..., None, :]  # [..., 4, 4]
-        rho = (table.flatten()[flat] * row_weights[..., :, None] * col_weights[..., None, :]).sum((-2, -1))
-    small = (sigma / math.exp(log_lo)).square()
-    return torch.where(sigma < clamped, 1 + (rho - 1) * small, rho * clamped / sigma)
+    position = z * ((n_z - 1) / z_max)
+    cell = position.floor().clamp_(max=n_z - 2)
+    t = position - cell
+    cell = cell.long()
+    if isinstance(sigma, Tensor):
+        clamped = sigma.clamp(math.exp(log_lo), math.exp(log_hi))
+        row, row_weights = _cubic_stencil((clamped.log() - log_lo) / (log_hi - log_lo) * (n_sigma - 1), n_sigma)
+        flat = row * (n_z - 1) + cell[..., None]
+        c = coefficients.flatten(0, 1).index_select(0, flat.flatten()).view(*flat.shape, 4)  # [..., 4 rows, 4]
+        rho = (((c[..., 3] * t[..., None] + c[..., 2]) * t[..., None] + c[..., 1]) * t[..., None] + c[..., 0])
+        rho = (rho * row_weights).sum(-1)
+        small = (sigma / math.exp(log_lo)).square()
+        return torch.where(sigma < clamped, 1 + (rho - 1) * small, rho * clamped / sigma)
+    clamped = min(max(sigma, math.exp(log_lo)), math.exp(log_hi))
+    position = torch.tensor((math.log(clamped) - log_lo) / (log_hi - log_lo) * (n_sigma - 1), dtype=torch.float64)
+    row, row_weights = _cubic_stencil(position, n_sigma)  # one row of coefficients, interpolated once
+    c = (coefficients[row] * row_weights.to(z.dtype)[:, None, None]).sum(0)[cell]  # [..., 4]
+    rho = ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]
+    if sigma < clamped:
+        return 1 + (rho - 1) * (sigma / clamped) ** 2
+    return rho * (clamped / sigma)
 
 
 def sample_igso3(sigma: float | Tensor, batch_shape: Sequence[int] = (), *, generator: torch.Generator | None = None,
