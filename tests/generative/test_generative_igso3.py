@@ -246,3 +246,7 @@ def test_bad_types_and_shapes():
         igso3_log_density(torch.ones(2, dtype=torch.long), 1.0)
     with pytest.raises(ValueError, match="rotvec"):
         igso3_score(torch.ones(2, 4), 1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        sample_igso3(torch.ones(3), (2,))
+    with pytest.raises(TypeError, match="batch_shape"):
+        sample_igso3(1.0, 5)

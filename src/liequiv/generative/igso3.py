@@ -334,7 +334,7 @@ def _rho(z: Tensor, sigma: float | Tensor) -> Tensor:
     clamped = min(max(sigma, math.exp(log_lo)), math.exp(log_hi))
     position = torch.tensor((math.log(clamped) - log_lo) / (log_hi - log_lo) * (n_sigma - 1), dtype=torch.float64)
     row, row_weights = _cubic_stencil(position, n_sigma)  # one row of coefficients, interpolated once
-    c = (coefficients[row] * row_weights.to(z.dtype)[:, None, None]).sum(0)[cell]  # [..., 4]
+    c = (coefficients[row.to(z.device)] * row_weights.to(z)[:, None, None]).sum(0)[cell]  # [..., 4]
     rho = ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]
     if sigma < clamped:
         return 1 + (rho - 1) * (sigma / clamped) ** 2
@@ -349,10 +349,16 @@ def sample_igso3(sigma: float | Tensor, batch_shape: Sequence[int] = (), *, gene
     ε σ ρ(|ε|; σ) for ε ~ N(0, I₃): its axis ε/|ε| is uniform and its angle is the IGSO(3) quantile of the
     uniform level F_χ₃(|ε|), interpolated from a table built once per dtype and device (see the module).
     """
+    if isinstance(batch_shape, int) or not all(isinstance(n, int) and n >= 0 for n in batch_shape):
+        raise TypeError(f"batch_shape must be a sequence of sizes (ints ≥ 0), got {batch_shape!r}")
     shape = tuple(batch_shape)
     if isinstance(sigma, Tensor):
         dtype, device = sigma.dtype, sigma.device
-        shape = tuple(torch.broadcast_shapes(shape, sigma.shape))
+        try:
+            shape = tuple(torch.broadcast_shapes(shape, sigma.shape))
+        except RuntimeError:
+            shapes = f"{list(sigma.shape)} with batch_shape {list(shape)}"
+            raise ValueError(f"sigma does not broadcast: {shapes}") from None
     eps = torch.randn(*shape, 3, generator=generator, dtype=dtype, device=device)
     sigma = _check_sigma(sigma, eps)
     z = torch.linalg.vector_norm(eps, dim=-1)
