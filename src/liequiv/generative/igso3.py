@@ -52,6 +52,7 @@ SWITCH_SIGMA = 1.2
 
 _SERIES_TERMS = 10  # l = 0 .. 10: the first neglected term, 23² exp(-132 σ²/2), is below 1e-18 f(π) at σ = 1.2
 _WRAPPED_PAIRS = 2  # images ±1, ±2: the first neglected pair is below 1e-18 of the kept sum at σ < 1.2
+_ONE_PAIR_BELOW = 0.95  # σ below which the pair ±2 is below 1e-18 of the kept sum (exp(-4π²/σ²) at ω = π)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _Form = Callable[[Tensor, "float | Tensor"], Tensor]
 
@@ -115,7 +116,8 @@ def _wrapped_images(angle: Tensor, sigma: float | Tensor, derivative: bool = Fal
     """
     inv_var = 1 / (sigma * sigma)
     total = torch.zeros_like(angle) if derivative else torch.ones_like(angle)
-    for k in range(1, _WRAPPED_PAIRS + 1):
+    largest = sigma if not isinstance(sigma, Tensor) else float(sigma.detach().max()) if checking_values() else math.inf
+    for k in range(1, (1 if largest < _ONE_PAIR_BELOW else _WRAPPED_PAIRS) + 1):
         slope = 2 * math.pi * k * inv_var  # a/ω
         c, a = math.pi * k * slope, slope * angle
         near, far = -slope * (math.pi * k - angle), -slope * (math.pi * k + angle)
