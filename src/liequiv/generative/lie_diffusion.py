@@ -12,11 +12,14 @@ Time runs from data at ``t = 0`` to noise at ``t = 1``; each factor diffuses ind
   ``"linear"``), conditional score ``-ε/σ(t)``, prior ``N(0, I)``.
 
 A score model is called as ``score_model(x_t, t, **context)`` with ``x_t`` an ``SO3``/``SE3`` of batch shape
-``[...]`` and ``t`` ``[...]``, and returns ``[..., 3]`` (SO(3)) or ``[..., 6]`` (SE(3), translation first, as the
-tangent ``(ρ, θ)``). Losses are denoising score matching, each factor weighted by its σ(t)² (so that its target
-has about unit scale). Samplers integrate from ``t = 1`` to ``min_t`` in ``steps`` Euler steps, each rotation step
-taken through ``Exp``: ``"sde"``, the reverse SDE (the geodesic random walk ``R ← R · Exp(g² s dt + g √dt z)``
-and ``x ← x + (½ β x + β s) dt + √(β dt) z``), or ``"ode"``, the probability-flow ODE (``R ← R · Exp(½ g² s dt)``,
+``[...]`` and ``t`` ``[...]``, and returns ``[..., 3]`` (SO(3)) or ``[..., 6]`` (SE(3), translation first, in the
+order of the tangent ``(ρ, θ)``; but as FrameDiff treats SE(3) as the product R³ × SO(3), the first three entries
+are the Euclidean score with respect to the translation t in the world frame, not SE(3)'s body-frame ρ).
+
+Losses are denoising score matching, each factor weighted by its σ(t)² (so that its target has about unit scale).
+Samplers integrate from ``t = 1`` to ``min_t`` in ``steps`` Euler steps, each rotation step taken through ``Exp``:
+``"sde"``, the reverse SDE (the geodesic random walk ``R ← R · Exp(g² s dt + g √dt z)`` and
+``x ← x + (½ β x + β s) dt + √(β dt) z``), or ``"ode"``, the probability-flow ODE (``R ← R · Exp(½ g² s dt)``,
 ``x ← x + ½ β (x + s) dt``).
 """
 
