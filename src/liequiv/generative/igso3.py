@@ -31,6 +31,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -241,8 +242,6 @@ def _chi3_cdf_sf(z: Tensor) -> tuple[Tensor, Tensor]:
 
 def _gauss_legendre(lo: Tensor, hi: Tensor, sigma: Tensor, points: int = 8) -> Tensor:
     """∫ of the angle density from lo to hi ``[..., n]`` (σ ``[..., 1]``) by Gauss-Legendre."""
-    import numpy as np
-
     nodes, weights = (torch.as_tensor(v, dtype=lo.dtype) for v in np.polynomial.legendre.leggauss(points))
     mid, half = (hi + lo) / 2, (hi - lo) / 2
     angles = mid[..., None] + half[..., None] * nodes
