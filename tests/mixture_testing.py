@@ -56,3 +56,16 @@ def assert_mixture_samples(x: Tensor, *, extra_tolerance: float = 0.0) -> None:
         cov_error = (torch.cov(xs.T) - COVS[k]).abs()
         cov_se = ((var[:, None] * var[None, :] + COVS[k] ** 2) / m).sqrt()
         assert (cov_error <= 4.5 * cov_se + extra_tolerance).all(), (k, cov_error)
+
+
+def assert_centered_samples(x: torch.Tensor, scale: torch.Tensor) -> None:
+    """``x [B, n, d]``: each sample's mean is 0 to 1e-12; the covariance ``[n d, n d]`` is ``P ⊗ diag(scale²)``
+    within 4.5 standard errors (``Var(x_a x_b) = C_aa C_bb + C_ab²`` for a centered Gaussian)."""
+    samples, n, d = x.shape
+    assert x.mean(1).abs().max() < 1e-12
+    flat = x.reshape(samples, n * d)
+    cov = flat.T @ flat / samples
+    expected = torch.kron(torch.eye(n, dtype=torch.float64) - 1 / n, torch.diag(scale**2))
+    var = expected.diagonal()
+    standard_error = ((var[:, None] * var[None, :] + expected**2) / samples).sqrt()
+    assert ((cov - expected).abs() <= 4.5 * standard_error).all(), ((cov - expected) / standard_error).abs().max()

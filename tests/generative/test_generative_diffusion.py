@@ -4,7 +4,7 @@ import torch
 
 from liequiv.generative.diffusion import EuclideanDiffusion
 from liequiv.generative.schedules import get_schedule
-from mixture_testing import MEANS, assert_mixture_samples, posterior_means
+from mixture_testing import MEANS, assert_centered_samples, assert_mixture_samples, posterior_means
 
 F64 = torch.float64
 
@@ -98,19 +98,6 @@ def test_deterministic_samplers_solve_one_probability_flow_ode(schedule):
     errors = {sampler: float((run(sampler, steps) - reference).norm(dim=-1).quantile(0.9))
               for sampler, steps in [("heun", 100), ("euler", 800), ("ddim", 400)]}
     assert errors["heun"] < 0.005 and errors["euler"] < 0.005 and errors["ddim"] < 0.02, errors
-
-
-def assert_centered_samples(x: torch.Tensor, scale: torch.Tensor) -> None:
-    """``x [B, n, d]``: each sample's mean is 0 to 1e-12; the covariance ``[n d, n d]`` is ``P ⊗ diag(scale²)``
-    within 4.5 standard errors (``Var(x_a x_b) = C_aa C_bb + C_ab²`` for a centered Gaussian)."""
-    samples, n, d = x.shape
-    assert x.mean(1).abs().max() < 1e-12
-    flat = x.reshape(samples, n * d)
-    cov = flat.T @ flat / samples
-    expected = torch.kron(torch.eye(n, dtype=F64) - 1 / n, torch.diag(scale**2))
-    var = expected.diagonal()
-    standard_error = ((var[:, None] * var[None, :] + expected**2) / samples).sqrt()
-    assert ((cov - expected).abs() <= 4.5 * standard_error).all(), ((cov - expected) / standard_error).abs().max()
 
 
 def test_noise_is_the_forward_process():
