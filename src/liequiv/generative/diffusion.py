@@ -23,6 +23,16 @@ Samplers run on the uniform grid of ``steps + 1`` times from ``t_max = 1 - t_min
   :func:`~liequiv.generative.ode.integrate_ode`, the last step an Euler step (the field is singular at ``σ = 0``).
 
 Sampling runs without gradients (a model that needs them inside, for forces, enables them itself).
+
+``kernel="pfgm"`` replaces the Gaussian ``ε`` by the PFGM++ perturbation ``η`` of :mod:`liequiv.generative.pfgm`
+at unit scale (``r = √D``, ``D = pfgm_dim``), in ``x_t = α(t) x_0 + σ(t) η``: ``x_t / α`` is then PFGM++'s
+perturbation of ``x_0`` at ``r = (σ/α) √D``, the variance-exploding noise level ``σ/α`` of the VP process, and
+``D → ∞`` recovers the Gaussian. The ε-prediction predicts ``η``, the prior is ``σ(t_max) η``, and for finite
+``D`` the noise has variance ``D / (D - 2)`` per entry, so the process is variance preserving only as ``D → ∞``.
+PFGM++'s ODE ``dx/dσ = (x - E[x_0 | x]) / σ`` (in the variance-exploding variables) has the form of the Gaussian
+probability-flow ODE written with the denoiser, so the deterministic samplers (``"ddim"``, ``"euler"``,
+``"heun"``) apply unchanged with the kernel's ``x̂_0``; the ancestral sampler draws Gaussian posteriors and is
+refused.
 """
 
 from __future__ import annotations
@@ -37,12 +47,14 @@ from torch import Tensor
 from liequiv.generative.centering import remove_mean, standard_noise
 from liequiv.generative.contract import call_model, check_samples, check_shape, per_row
 from liequiv.generative.ode import ODE_METHODS, integrate_ode
+from liequiv.generative.pfgm import pfgm_noise
 from liequiv.generative.schedules import NoiseSchedule, get_schedule
 from liequiv.validation import check_positive_int, check_tensor
 
-__all__ = ["PREDICTIONS", "SAMPLERS", "EuclideanDiffusion"]
+__all__ = ["KERNELS", "PREDICTIONS", "SAMPLERS", "EuclideanDiffusion"]
 
 PREDICTIONS = ("eps", "x0")
+KERNELS = ("gaussian", "pfgm")
 SAMPLERS = ("ancestral", "ddim", *ODE_METHODS)
 
 
@@ -50,8 +62,9 @@ class EuclideanDiffusion:
     """Variance-preserving diffusion of data ``[N, *shape]`` grouped into samples by ``batch [N]``.
 
     ``schedule``: a name of ``SCHEDULES`` or a :class:`~liequiv.generative.schedules.NoiseSchedule`;
-    ``prediction``: ``"eps"`` or ``"x0"``; ``center``: work in the zero-centre-of-mass subspace (needs ``batch``);
-    ``t_min``: the smallest training time, and ``1 - t_min`` the first sampling time.
+    ``prediction``: ``"eps"`` or ``"x0"``; ``kernel``: ``"gaussian"`` or ``"pfgm"`` (PFGM++ with
+    ``pfgm_dim = D`` augmented dimensions, an int ≥ 1); ``center``: work in the zero-centre-of-mass subspace
+    (needs ``batch``); ``t_min``: the smallest training time, and ``1 - t_min`` the first sampling time.
 
     Example::
 
@@ -60,24 +73,37 @@ class EuclideanDiffusion:
         >>> pos = diffusion.sample(model, pos.shape, batch, steps=500, sampler="heun", h=charges)
     """
 
-    def __init__(self, schedule: str | NoiseSchedule = "cosine", *, prediction: str = "eps", center: bool = False,
-                 t_min: float = 1e-3) -> None:
+    def __init__(self, schedule: str | NoiseSchedule = "cosine", *, prediction: str = "eps", kernel: str = "gaussian",
+                 pfgm_dim: int | None = None, center: bool = False, t_min: float = 1e-3) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {list(PREDICTIONS)}, got {prediction!r}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
+        if kernel == "pfgm":
+            check_positive_int(pfgm_dim, "pfgm_dim")
+        elif pfgm_dim is not None:
+            raise ValueError(f"pfgm_dim applies only to kernel='pfgm', got pfgm_dim={pfgm_dim!r} with "
+                             f"kernel={kernel!r}")
         if not isinstance(center, bool):
             raise TypeError(f"center must be a bool, got {type(center).__name__}")
         if not 0 < t_min < 1:
             raise ValueError(f"t_min must lie in (0, 1), got {t_min!r}")
         self.schedule = get_schedule(schedule)
-        self.prediction, self.center, self.t_min = prediction, center, float(t_min)
+        self.prediction, self.kernel, self.pfgm_dim = prediction, kernel, pfgm_dim
+        self.center, self.t_min = center, float(t_min)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({type(self.schedule).__name__}, prediction={self.prediction!r}, "
+        kernel = f"kernel={self.kernel!r}" + (f", pfgm_dim={self.pfgm_dim}" if self.kernel == "pfgm" else "")
+        return (f"{type(self).__name__}({type(self.schedule).__name__}, prediction={self.prediction!r}, {kernel}, "
                 f"center={self.center}, t_min={self.t_min:g})")
 
     def sample_noise(self, shape: Sequence[int], batch: Tensor | None, *, dtype: torch.dtype | None = None,
                      device: torch.device | str | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """The noise ``ε [N, *shape]`` of the forward process: ``N(0, I)``, projected when ``center``."""
+        """The noise ``ε [N, *shape]`` of the forward process: ``N(0, I)``, or PFGM++'s ``η`` at ``r = √D``; in the
+        zero-centre-of-mass subspace when ``center``."""
+        if self.kernel == "pfgm":
+            return pfgm_noise(shape, batch, self.pfgm_dim, center=self.center, dtype=dtype, device=device,
+                              generator=generator)
         return standard_noise(shape, batch, center=self.center, dtype=dtype, device=device, generator=generator)
 
     def noise(self, x0: Tensor, t: Tensor | float, batch: Tensor | None = None, *,
@@ -126,6 +152,9 @@ class EuclideanDiffusion:
         check_positive_int(steps, "steps")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        if sampler == "ancestral" and self.kernel == "pfgm":
+            raise ValueError("sampler 'ancestral' draws Gaussian posteriors; with kernel='pfgm' use a deterministic "
+                             f"sampler, one of {[s for s in SAMPLERS if s != 'ancestral']}")
         if device is None and batch is not None:
             device = batch.device
         batch_index, _ = check_samples(shape, batch, center=self.center, device=device)
