@@ -83,6 +83,23 @@ def test_model_outputs_are_projected_when_centering():
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("kernel", ["gaussian", "pfgm"])
+def test_trajectories_are_centered_per_time_and_coordinate(kernel):
+    """Data [N, T, 3]: the mean over each sample's rows vanishes for every (time, coordinate)."""
+    batch = torch.tensor([0, 1, 0, 0, 1, 1, 1])
+    diffusion = EuclideanDiffusion("cosine", prediction="x0", kernel=kernel, pfgm_dim=5 if kernel == "pfgm" else None,
+                                   center=True)
+
+    def model(x_t, t, *, batch):
+        return 0.5 * x_t + torch.arange(12, dtype=F64).view(4, 3)
+
+    x = diffusion.sample(model, (7, 4, 3), batch, steps=5, sampler="ddim", dtype=F64,
+                         generator=torch.Generator().manual_seed(10))
+    assert x.shape == (7, 4, 3) and x.abs().min() > 0
+    for b in range(2):
+        assert x[batch == b].mean(0).abs().max() < 1e-12
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_deterministic_samplers_solve_one_probability_flow_ode(schedule):
     """From the same noise, DDIM, Euler and Heun converge to the same ODE solution (90% of the points within a
@@ -144,6 +161,16 @@ def test_exact_model_loss_is_the_irreducible_error(prediction):
 
     worse = diffusion.loss(perturbed, x0, generator=torch.Generator().manual_seed(5), tag="context")
     torch.testing.assert_close(worse - loss, torch.tensor(0.01, dtype=F64), rtol=0.05, atol=0)
+
+
+def test_float32_by_default():
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    model = ExactCenteredModel("cosine", "eps", torch.ones(3))
+    for sampler in ("ancestral", "heun"):
+        x = EuclideanDiffusion(center=True).sample(model, (5, 3), batch, steps=4, sampler=sampler)
+        assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    loss = EuclideanDiffusion(center=True).loss(model, torch.randn(5, 3), batch)
+    assert loss.dtype == torch.float32 and loss > 0
 
 
 def test_bad_input():

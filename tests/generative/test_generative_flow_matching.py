@@ -166,5 +166,7 @@ def test_bad_input():
         flow.loss(model, torch.zeros(4, 3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="batch"):
         EuclideanFlowMatching(center=True).sample(model, (4, 3), steps=2)
+    with pytest.raises(ValueError, match="t must"):
+        flow.path(torch.zeros(4, 3), torch.ones(3))
     with pytest.raises(ValueError, match="noise and data"):
         minibatch_ot_coupling(torch.zeros(4, 3), torch.zeros(4, 2))

@@ -25,6 +25,7 @@ __all__ = [
     "check_batch",
     "remove_mean",
     "sample_dims",
+    "sample_sq_norm",
     "standard_noise",
 ]
 
@@ -80,12 +81,18 @@ def sample_dims(shape: Sequence[int], batch: Tensor | None, *, center: bool) -> 
     return (_row_counts(batch, num_samples) - int(center)).clamp_min(0) * math.prod(shape[1:])
 
 
+def sample_sq_norm(x: Tensor, batch: Tensor | None) -> Tensor:
+    """``|x_b|² [B]``: the sum of the squares of the entries of each sample's rows of ``x [N, *shape]``."""
+    batch, num_samples = check_batch(batch, x.shape[0], device=x.device)
+    per_row = x.square().reshape(x.shape[0], math.prod(x.shape[1:])).sum(1)
+    return x.new_zeros(num_samples).index_add_(0, batch, per_row)
+
+
 def centered_gaussian_log_density(x: Tensor, batch: Tensor) -> Tensor:
     """Log-density ``[B]`` of each sample of ``x [N, *shape]`` under the standard Gaussian of the
     zero-centre-of-mass subspace: ``-|P x|² / 2 - (n_b - 1) · prod(shape) / 2 · log 2π``, with ``P x`` the
     centered ``x`` (``x`` is projected first, so translations do not change it)."""
-    batch, num_samples = check_batch(batch, x.shape[0], device=x.device)
-    centered = remove_mean(x, batch)
-    sq_norm = x.new_zeros(num_samples).index_add_(0, batch, centered.square().reshape(x.shape[0], -1).sum(1))
+    batch, _ = check_batch(batch, x.shape[0], device=x.device)
+    sq_norm = sample_sq_norm(remove_mean(x, batch), batch)
     dims = sample_dims(x.shape, batch, center=True).to(x.dtype)
     return -0.5 * sq_norm - 0.5 * dims * math.log(2 * math.pi)

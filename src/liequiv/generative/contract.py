@@ -17,7 +17,7 @@ from torch import Tensor
 
 from liequiv.generative.centering import check_batch, remove_mean
 
-__all__ = ["call_model", "check_samples", "check_shape", "per_row"]
+__all__ = ["call_model", "check_samples", "check_shape", "check_times", "per_row"]
 
 
 def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
@@ -36,6 +36,15 @@ def check_samples(shape: Sequence[int], batch: Tensor | None, *, center: bool,
         raise ValueError("batch is required with center=True (batch=None makes every row a sample of its own, "
                          "which centering reduces to zeros); pass torch.zeros(N, dtype=torch.long) for one sample")
     return check_batch(batch, shape[0], device=device)
+
+
+def check_times(t: Tensor | float, num_samples: int, like: Tensor) -> Tensor:
+    """``t``, a float or one time per sample ``[B]``, as a tensor ``[B]`` of the dtype and device of ``like``."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.shape not in ((), (num_samples,)):
+        raise ValueError(f"t must be a float or a tensor [B] = [{num_samples}] (one time per sample), "
+                         f"got shape {list(t.shape)}")
+    return t.expand(num_samples)
 
 
 def per_row(values: Tensor, x: Tensor) -> Tensor:

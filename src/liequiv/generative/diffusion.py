@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from liequiv.generative.centering import remove_mean, standard_noise
-from liequiv.generative.contract import call_model, check_samples, check_shape, per_row
+from liequiv.generative.contract import call_model, check_samples, check_shape, check_times, per_row
 from liequiv.generative.ode import ODE_METHODS, integrate_ode
 from liequiv.generative.pfgm import pfgm_noise
 from liequiv.generative.schedules import NoiseSchedule, get_schedule
@@ -112,12 +112,9 @@ class EuclideanDiffusion:
         sample ``[B]``. With ``center=True``, ``x_0`` is centered first."""
         check_tensor(x0, "x0", ())
         batch_index, num_samples = check_samples(x0.shape, batch, center=self.center, device=x0.device)
-        t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
-        if t.shape not in ((), (num_samples,)):
-            raise ValueError(f"t must be a float or a tensor [B] = [{num_samples}] (one time per sample), "
-                             f"got shape {list(t.shape)}")
+        t = check_times(t, num_samples, x0)
         x0 = remove_mean(x0, batch_index) if self.center else x0
-        t_rows = per_row(t.expand(num_samples)[batch_index], x0)
+        t_rows = per_row(t[batch_index], x0)
         eps = self.sample_noise(x0.shape, batch_index, dtype=x0.dtype, device=x0.device, generator=generator)
         return self.schedule.alpha(t_rows) * x0 + self.schedule.sigma(t_rows) * eps, eps
 
@@ -164,7 +161,7 @@ class EuclideanDiffusion:
                                                       generator=generator)
 
         def predict(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-            return self.predict(model, x, t.expand(shape[0]), batch, context)
+            return self.predict(model, x, t.repeat(shape[0]), batch, context)
 
         if sampler in ODE_METHODS:
             def velocity(x: Tensor, t: Tensor) -> Tensor:

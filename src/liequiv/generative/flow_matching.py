@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from liequiv.generative.centering import check_batch, remove_mean, standard_noise
-from liequiv.generative.contract import call_model, check_samples, check_shape, per_row
+from liequiv.generative.contract import call_model, check_samples, check_shape, check_times, per_row
 from liequiv.generative.ode import check_ode_method, integrate_ode
 from liequiv.validation import check_positive_int, check_tensor
 
@@ -86,15 +86,14 @@ class EuclideanFlowMatching:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(coupling={self.coupling!r}, center={self.center})"
 
-    def path(self, x1: Tensor, t: Tensor, batch: Tensor | None = None, *,
+    def path(self, x1: Tensor, t: Tensor | float, batch: Tensor | None = None, *,
              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``(x_t, u)``: the point ``x_t = (1 - t) x_0 + t x_1`` of the path from noise ``x_0`` (coupled to the data
-        ``x1 [N, *shape]``) and its velocity ``u = x_1 - x_0``; ``t``: one time per sample ``[B]``. With
+        ``x1 [N, *shape]``) and its velocity ``u = x_1 - x_0``; ``t``: a float or one time per sample ``[B]``. With
         ``center=True``, ``x1`` is centered first."""
         check_tensor(x1, "x1", ())
         batch_index, num_samples = check_samples(x1.shape, batch, center=self.center, device=x1.device)
-        if t.shape != (num_samples,):
-            raise ValueError(f"t must have shape [B] = [{num_samples}] (one time per sample), got {list(t.shape)}")
+        t = check_times(t, num_samples, x1)
         x1 = remove_mean(x1, batch_index) if self.center else x1
         x0 = standard_noise(x1.shape, batch_index, center=self.center, dtype=x1.dtype, device=x1.device,
                             generator=generator)
@@ -130,6 +129,6 @@ class EuclideanFlowMatching:
                            generator=generator)
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
-            return call_model(model, x, t.expand(shape[0]), batch, context, center=self.center)
+            return call_model(model, x, t.repeat(shape[0]), batch, context, center=self.center)
 
         return integrate_ode(velocity, x, times, method=method)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from liequiv.generative.centering import check_batch, sample_dims, standard_noise
+from liequiv.generative.centering import check_batch, sample_dims, sample_sq_norm, standard_noise
 from liequiv.generative.contract import per_row
 from liequiv.validation import check_positive_int
 
@@ -35,7 +35,8 @@ def pfgm_radius(dims: Tensor, aug_dim: int, *, dtype: torch.dtype | None = None,
     from scipy.special import betaincinv
 
     check_positive_int(aug_dim, "pfgm_dim")
-    uniform = torch.rand(dims.shape, dtype=torch.float64, generator=generator)
+    device = generator.device if generator is not None else dims.device
+    uniform = torch.rand(dims.shape, dtype=torch.float64, device=device, generator=generator).cpu()
     shape_a = dims.detach().cpu().double().clamp_min(1).numpy() / 2
     b = torch.as_tensor(betaincinv(shape_a, aug_dim / 2, uniform.numpy()))
     radius = (aug_dim * b / (1 - b)).sqrt().where(dims.cpu() > 0, 0.0)
@@ -48,10 +49,9 @@ def pfgm_noise(shape: Sequence[int], batch: Tensor | None, aug_dim: int, *, cent
     """The PFGM++ perturbation ``[N, *shape]`` at ``r = √D`` of every sample (``batch [N]``; ``None``: every row a
     sample): a uniform direction of the sample's space (the zero-centre-of-mass subspace when ``center``) times a
     radius of :func:`pfgm_radius`."""
-    batch, num_samples = check_batch(batch, shape[0], device=device)
+    batch, _ = check_batch(batch, shape[0], device=device)
     direction = standard_noise(shape, batch, center=center, dtype=dtype, device=device, generator=generator)
-    sq_norm = direction.new_zeros(num_samples).index_add_(0, batch, direction.square().flatten(1).sum(1))
     radius = pfgm_radius(sample_dims(shape, batch, center=center), aug_dim, dtype=direction.dtype,
                          generator=generator).to(direction.device)
-    scale = radius / sq_norm.sqrt().clamp_min(torch.finfo(direction.dtype).tiny)
+    scale = radius / sample_sq_norm(direction, batch).sqrt().clamp_min(torch.finfo(direction.dtype).tiny)
     return direction * per_row(scale[batch], direction)
