@@ -139,6 +139,14 @@ class EuclideanDiffusion:
             return (x_t - sigma * out) / alpha, out
         return out, (x_t - alpha * out) / sigma
 
+    def probability_flow(self, model: Callable[..., Tensor], x_t: Tensor, t: Tensor, batch: Tensor | None,
+                         context: dict[str, Any]) -> Tensor:
+        """``dx/dt = -½ β(t) (x - ε̂ / σ(t))`` ``[N, *shape]`` of the probability-flow ODE at ``x_t`` and the rows'
+        times ``t [N]``."""
+        t_rows = per_row(t, x_t)
+        eps_hat = self.predict(model, x_t, t, batch, context)[1]
+        return -0.5 * self.schedule.beta(t_rows) * (x_t - eps_hat / self.schedule.sigma(t_rows))
+
     @torch.no_grad()
     def sample(self, model: Callable[..., Tensor], shape: Sequence[int], batch: Tensor | None = None, *, steps: int,
                sampler: str = "ddim", dtype: torch.dtype | None = None, device: torch.device | str | None = None,
@@ -160,16 +168,13 @@ class EuclideanDiffusion:
         x = sched.sigma(times[0]) * self.sample_noise(shape, batch_index, dtype=times.dtype, device=device,
                                                       generator=generator)
 
-        def predict(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-            return self.predict(model, x, t.repeat(shape[0]), batch, context)
-
         if sampler in ODE_METHODS:
             def velocity(x: Tensor, t: Tensor) -> Tensor:
-                return -0.5 * sched.beta(t) * (x - predict(x, t)[1] / sched.sigma(t))
+                return self.probability_flow(model, x, t.repeat(shape[0]), batch, context)
 
             return integrate_ode(velocity, x, times, method=sampler, correct_last=False)
         for t, s in itertools.pairwise(times):
-            x0_hat, eps_hat = predict(x, t)
+            x0_hat, eps_hat = self.predict(model, x, t.repeat(shape[0]), batch, context)
             if sampler == "ddim":
                 x = sched.alpha(s) * x0_hat + sched.sigma(s) * eps_hat
             else:
