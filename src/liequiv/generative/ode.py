@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-__all__ = ["ODE_METHODS", "integrate_ode"]
+__all__ = ["ODE_METHODS", "check_ode_method", "integrate_ode"]
 
 ODE_METHODS = ("euler", "heun")
 
