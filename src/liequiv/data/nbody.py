@@ -462,7 +462,8 @@ class _NBodySamples(Dataset):
 
     ``charges`` is the node scalar of the interaction (charges; masses for gravity; ones for springs, whose
     interaction lives on the edges); ``edge_attr [N(N-1), 1]`` the pair coupling on :func:`fully_connected_edges`'
-    edges (``q_i q_j``, spring constants, ``m_i m_j``). Subclasses add the per-sample frames.
+    edges (``q_i q_j``, spring constants, ``m_i m_j``). Subclasses take their frames from the loaded split in
+    :meth:`take_frames` (the split itself is not kept).
     """
 
     def __init__(self, split: str, kind: str | None, cache_dir: str | os.PathLike | None, config: NBodyConfig | None,
@@ -470,17 +471,22 @@ class _NBodySamples(Dataset):
         if config is None:
             config = NBodyConfig.preset(kind or "charged")
         self.kind, self.split, self.config = kind or config.kind, _split_name(split), config
-        self.data = load_split(self.kind, self.split, cache_dir, config)
+        data = load_split(self.kind, self.split, cache_dir, config)
         self._keep, self._dtype = slice(None, max_samples), dtype
-        self.count, n = len(self.data["loc"][self._keep]), self.data["loc"].shape[2]
+        self.count, n = len(data["loc"][self._keep]), data["loc"].shape[2]
         if self.kind == "charged":
-            self.charges = self.tensor(self.data["charges"])
+            self.charges = self.tensor(data["charges"])
         elif self.kind == "gravity":
-            self.charges = self.tensor(self.data["masses"])
+            self.charges = self.tensor(data["masses"])
         else:
             self.charges = torch.ones(self.count, n, 1, dtype=dtype)
-        self.edges = self.tensor(self.data["edges"]) if self.kind == "springs" else None
+        self.edges = self.tensor(data["edges"]) if self.kind == "springs" else None
         self.edge_index = fully_connected_edges(n)
+        self.take_frames(data)
+
+    def take_frames(self, data: Mapping[str, np.ndarray]) -> None:
+        """Keep the frames the samples need from the split ``data`` (see :func:`load_split`)."""
+        raise NotImplementedError
 
     def tensor(self, array: np.ndarray) -> Tensor:
         """The kept trajectories of ``array`` as a contiguous tensor of the data set's dtype."""
@@ -514,12 +520,14 @@ class NBodyDataset(_NBodySamples):
         frames = (config or NBodyConfig.preset(kind or "charged")).n_frames
         if not (0 <= frame_in < frames and 0 <= frame_out < frames):
             raise ValueError(f"frames must lie in [0, {frames}), got {frame_in}, {frame_out}")
-        super().__init__(split, kind, cache_dir, config, max_samples, dtype)
         self.frame_in, self.frame_out = frame_in, frame_out
-        self.pos = self.tensor(self.data["loc"][:, frame_in])
-        self.vel = self.tensor(self.data["vel"][:, frame_in])
-        self.target = self.tensor(self.data["loc"][:, frame_out])
-        self.force = self.tensor(self.data["force"][:, frame_in]) if self.kind == "gravity" else None
+        super().__init__(split, kind, cache_dir, config, max_samples, dtype)
+
+    def take_frames(self, data: Mapping[str, np.ndarray]) -> None:
+        self.pos = self.tensor(data["loc"][:, self.frame_in])
+        self.vel = self.tensor(data["vel"][:, self.frame_in])
+        self.target = self.tensor(data["loc"][:, self.frame_out])
+        self.force = self.tensor(data["force"][:, self.frame_in]) if self.kind == "gravity" else None
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         sample = {"pos": self.pos[i], "vel": self.vel[i], "target": self.target[i], **self.couplings(i)}
@@ -548,12 +556,15 @@ class NBodyTrajectoryDataset(_NBodySamples):
         if start + history + horizon > frames:
             raise ValueError(f"start + history + horizon = {start} + {history} + {horizon} exceeds the {frames} "
                              "saved frames")
-        super().__init__(split, kind, cache_dir, config, max_samples, dtype)
         self.history, self.horizon, self.start = history, horizon, start
-        past, future = slice(start, start + history), slice(start + history, start + history + horizon)
-        self.pos = self.tensor(self.data["loc"][:, past].swapaxes(1, 2))  # [T, N, history, 3]
-        self.vel = self.tensor(self.data["vel"][:, past].swapaxes(1, 2))
-        self.target = self.tensor(self.data["loc"][:, future].swapaxes(1, 2))
+        super().__init__(split, kind, cache_dir, config, max_samples, dtype)
+
+    def take_frames(self, data: Mapping[str, np.ndarray]) -> None:
+        start, end = self.start, self.start + self.history
+        past, future = slice(start, end), slice(end, end + self.horizon)
+        self.pos = self.tensor(data["loc"][:, past].swapaxes(1, 2))  # [T, N, history, 3]
+        self.vel = self.tensor(data["vel"][:, past].swapaxes(1, 2))
+        self.target = self.tensor(data["loc"][:, future].swapaxes(1, 2))
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {"pos": self.pos[i], "vel": self.vel[i], "target": self.target[i], **self.couplings(i)}
