@@ -16,7 +16,8 @@ are the invariant pattern input; the angle is ``atan2(|a × b|, a · b)`` (well 
 unlike ``acos``). ``node_features`` (charges for N-body) join the pattern input (``node_dim=0``: none, as the
 paper, which infers interactions without them). The edge types (K = 2 by default, the softmax temperature 1)
 are inferred once and shared by the layers. The DCT over time of the reference code is left out: it is a fixed
-invertible map over frames, which the learned W_x, W_v and W_out absorb.
+invertible map over frames, which the learned W_x, W_v and W_out absorb. Sizes: by default C = 32 channels,
+64 pattern features and 4 layers (the ``trajectory`` task trains 3 layers).
 """
 
 from __future__ import annotations

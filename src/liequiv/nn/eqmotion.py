@@ -21,7 +21,8 @@ j to i (``edge_index = [[j, ...], [i, ...]]``), ``d_ij = G_i − G_j`` (receiver
     G_i ← Ḡ + σ(W_q (G_i − Ḡ), W_k (G_i − Ḡ))                          (equivariant non-linearity)
     h_i ← h_i + φ_h(h_i, Σ_j φ_m(s_ij))
 
-``Ḡ [C, 3]`` is the mean over the agents of i's graph, per channel (taken anew before the non-linearity);
+``Ḡ [C, 3]`` is the mean over the agents of i's graph, per channel (taken anew before the non-linearity; a choice:
+the reference code averages over the channels as well);
 ``⊙`` scales each channel by one number; ``W_v, W_q, W_k [C, C]`` mix channels without bias. The non-linearity
 acts per channel on ``q = W_q G, k = W_k G``: ``σ(q, k) = q`` where ``q·k ≥ 0``, else ``q − (q·k) k / (|k|² + ε)``
 (q with its component along k removed; continuous across ``q·k = 0``). All φ are SiLU MLPs. Only norms and dot
