@@ -11,6 +11,7 @@ from liequiv.data import nbody
 from liequiv.data.nbody import (
     NBodyConfig,
     NBodyDataset,
+    NBodyTrajectoryDataset,
     collate_nbody,
     draw_initial_conditions,
     energy,
@@ -294,3 +295,47 @@ def test_dataset_feeds_egnn(tmp_path) -> None:
     assert out.shape == batch["target"].shape and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="frames"):
         NBodyDataset("valid", config=config, frame_in=30, cache_dir=tmp_path)
+
+
+def test_trajectory_dataset_frames_and_collate(tmp_path) -> None:
+    """Past and future frames are the split's consecutive frames, per particle; batches stack along particles."""
+    config = NBodyConfig.preset("charged", **TINY_SPLITS)  # 9 frames
+    data = load_split("charged", "valid", cache_dir=tmp_path, config=config)
+    ds = NBodyTrajectoryDataset("valid", history=3, horizon=4, start=2, cache_dir=tmp_path, config=config,
+                                dtype=torch.float64)
+    assert len(ds) == config.split_sizes[1]
+    sample = ds[2]
+    assert sample["pos"].shape == sample["vel"].shape == (5, 3, 3) and sample["target"].shape == (5, 4, 3)
+    for t in range(3):  # history frame t is frame start + t
+        np.testing.assert_array_equal(sample["pos"][:, t].numpy(), data["loc"][2, 2 + t])
+        np.testing.assert_array_equal(sample["vel"][:, t].numpy(), data["vel"][2, 2 + t])
+    for t in range(4):  # future frame t is frame start + history + t
+        np.testing.assert_array_equal(sample["target"][:, t].numpy(), data["loc"][2, 5 + t])
+    np.testing.assert_array_equal(sample["charges"].numpy(), data["charges"][2])
+    src, dst = fully_connected_edges(5)
+    np.testing.assert_array_equal(sample["edge_attr"][:, 0].numpy(), data["edges"][2][src, dst])
+    single = NBodyDataset("valid", frame_in=4, frame_out=8, cache_dir=tmp_path, config=config, dtype=torch.float64)
+    assert torch.equal(single[2]["pos"], sample["pos"][:, -1])
+    assert torch.equal(single[2]["target"], sample["target"][:, -1])
+
+    batch = collate_nbody([ds[0], ds[1], ds[2]])
+    assert batch["pos"].shape == (15, 3, 3) and batch["target"].shape == (15, 4, 3)
+    assert torch.equal(batch["pos"][10:], sample["pos"])
+    assert torch.equal(batch["edge_index"], fully_connected_edges(5, 3))
+    assert torch.equal(batch["batch"], torch.arange(3).repeat_interleave(5))
+    whole = NBodyTrajectoryDataset("valid", history=2, horizon=7, cache_dir=tmp_path, config=config, max_samples=2)
+    assert len(whole) == 2 and whole[0]["pos"].dtype == torch.float32  # 2 + 7 = all 9 frames
+
+
+def test_trajectory_dataset_checks_the_frames(tmp_path) -> None:
+    config = NBodyConfig.preset("charged", **TINY_SPLITS)
+    for kwargs in ({"history": 3, "horizon": 5, "start": 2}, {"history": 10, "horizon": 1}):
+        with pytest.raises(ValueError, match="exceeds the 9 saved frames"):
+            NBodyTrajectoryDataset("test", **kwargs, cache_dir=tmp_path, config=config)
+    for kwargs in ({"history": 0}, {"horizon": 0}, {"start": -1}):
+        with pytest.raises(ValueError, match="history >= 1"):
+            NBodyTrajectoryDataset("test", **kwargs, cache_dir=tmp_path, config=config)
+    assert not list(tmp_path.glob("*.npz"))  # bad frames are refused before anything is generated
+    springs = NBodyConfig.preset("springs", **TINY_SPLITS)
+    sample = NBodyTrajectoryDataset("test", history=2, horizon=3, cache_dir=tmp_path, config=springs)[0]
+    assert sample["charges"].eq(1).all() and sample["edge_attr"].shape == (20, 1)

@@ -14,7 +14,14 @@ from liequiv.data.atoms import (
 )
 from liequiv.data.materials import MATERIALS, MaterialsConfig, load_material, material_datasets
 from liequiv.data.molecules import MOLECULES, MDConfig, load_molecule, molecule_datasets, simulate_md, split_indices
-from liequiv.data.nbody import NBodyConfig, NBodyDataset, collate_nbody, load_split, simulate
+from liequiv.data.nbody import (
+    NBodyConfig,
+    NBodyDataset,
+    NBodyTrajectoryDataset,
+    collate_nbody,
+    load_split,
+    simulate,
+)
 
 __all__ = [
     "MATERIALS",
@@ -24,6 +31,7 @@ __all__ = [
     "MaterialsConfig",
     "NBodyConfig",
     "NBodyDataset",
+    "NBodyTrajectoryDataset",
     "average_num_neighbors",
     "check_frames",
     "collate_atoms",

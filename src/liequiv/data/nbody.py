@@ -41,8 +41,9 @@ velocities ``randn(3, n)`` and two unused noise arrays ``randn(49, 3, n)``; (spr
 ``randn(n, 3)``, three noise arrays ``randn(50, n, 3)``. Only the first 3,000 training trajectories are used
 (EGNN's and SEGNN's ``max_samples``), so only those are simulated.
 
-Task (``NBodyDataset``): from positions, velocities and charges at frame 30, predict positions at frame 40
-(1,000 steps later for every kind).
+Tasks: ``NBodyDataset``, from positions, velocities and charges at frame 30, predict positions at frame 40
+(1,000 steps later for every kind); ``NBodyTrajectoryDataset``, from ``history`` frames predict the next
+``horizon`` (by default frames 0-9 -> 10-29).
 
 Reproduction (charged, checked against a literal per-trajectory re-statement of the published loops):
 draws and charges are identical; the physics here is reorganised for speed (trajectories as the innermost
@@ -456,7 +457,53 @@ def load_split(kind: str = "charged", split: str = "train", cache_dir: str | os.
                          what=f"the {kind} N-body {split} split")
 
 
-class NBodyDataset(Dataset):
+class _NBodySamples(Dataset):
+    """What every N-body data set holds per trajectory: ``charges [N, 1]`` and the pair couplings.
+
+    ``charges`` is the node scalar of the interaction (charges; masses for gravity; ones for springs, whose
+    interaction lives on the edges); ``edge_attr [N(N-1), 1]`` the pair coupling on :func:`fully_connected_edges`'
+    edges (``q_i q_j``, spring constants, ``m_i m_j``). Subclasses take their frames from the loaded split in
+    :meth:`take_frames` (the split itself is not kept).
+    """
+
+    def __init__(self, split: str, kind: str | None, cache_dir: str | os.PathLike | None, config: NBodyConfig | None,
+                 max_samples: int | None, dtype: torch.dtype) -> None:
+        if config is None:
+            config = NBodyConfig.preset(kind or "charged")
+        self.kind, self.split, self.config = kind or config.kind, _split_name(split), config
+        data = load_split(self.kind, self.split, cache_dir, config)
+        self._keep, self._dtype = slice(None, max_samples), dtype
+        self.count, n = len(data["loc"][self._keep]), data["loc"].shape[2]
+        if self.kind == "charged":
+            self.charges = self.tensor(data["charges"])
+        elif self.kind == "gravity":
+            self.charges = self.tensor(data["masses"])
+        else:
+            self.charges = torch.ones(self.count, n, 1, dtype=dtype)
+        self.edges = self.tensor(data["edges"]) if self.kind == "springs" else None
+        self.edge_index = fully_connected_edges(n)
+        self.take_frames(data)
+
+    def take_frames(self, data: Mapping[str, np.ndarray]) -> None:
+        """Keep the frames the samples need from the split ``data`` (see :func:`load_split`)."""
+        raise NotImplementedError
+
+    def tensor(self, array: np.ndarray) -> Tensor:
+        """The kept trajectories of ``array`` as a contiguous tensor of the data set's dtype."""
+        return torch.from_numpy(np.ascontiguousarray(array[self._keep])).to(self._dtype)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def couplings(self, i: int) -> dict[str, Tensor]:
+        """``charges`` and ``edge_attr`` of trajectory ``i``."""
+        src, dst = self.edge_index
+        charges = self.charges[i]
+        edge_attr = self.edges[i][src, dst, None] if self.edges is not None else charges[src] * charges[dst]
+        return {"charges": charges, "edge_attr": edge_attr}
+
+
+class NBodyDataset(_NBodySamples):
     """Samples of an N-body split: the state at ``frame_in`` and the positions at ``frame_out``.
 
     Each sample is a dict of tensors: ``pos``, ``vel``, ``target [N, 3]``, ``charges [N, 1]`` (the node
@@ -470,51 +517,64 @@ class NBodyDataset(Dataset):
     def __init__(self, split: str = "train", kind: str | None = None, frame_in: int = 30, frame_out: int = 40, *,
                  cache_dir: str | os.PathLike | None = None, config: NBodyConfig | None = None,
                  max_samples: int | None = None, dtype: torch.dtype = torch.float32) -> None:
-        if config is None:
-            config = NBodyConfig.preset(kind or "charged")
-        kind = kind or config.kind
-        if not (0 <= frame_in < config.n_frames and 0 <= frame_out < config.n_frames):
-            raise ValueError(f"frames must lie in [0, {config.n_frames}), got {frame_in}, {frame_out}")
-        self.kind, self.split, self.config = kind, _split_name(split), config
+        frames = (config or NBodyConfig.preset(kind or "charged")).n_frames
+        if not (0 <= frame_in < frames and 0 <= frame_out < frames):
+            raise ValueError(f"frames must lie in [0, {frames}), got {frame_in}, {frame_out}")
         self.frame_in, self.frame_out = frame_in, frame_out
-        data = load_split(kind, self.split, cache_dir, config)
-        keep = slice(None, max_samples)
+        super().__init__(split, kind, cache_dir, config, max_samples, dtype)
 
-        def tensor(array: np.ndarray) -> Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array[keep])).to(dtype)
-
-        self.pos = tensor(data["loc"][:, frame_in])
-        self.vel = tensor(data["vel"][:, frame_in])
-        self.target = tensor(data["loc"][:, frame_out])
-        n = self.pos.shape[1]
-        if kind == "charged":
-            self.charges = tensor(data["charges"])
-        elif kind == "gravity":
-            self.charges = tensor(data["masses"])
-        else:
-            self.charges = torch.ones(self.pos.shape[0], n, 1, dtype=dtype)
-        self.edges = tensor(data["edges"]) if kind == "springs" else None
-        self.force = tensor(data["force"][:, frame_in]) if kind == "gravity" else None
-        self.edge_index = fully_connected_edges(n)
-
-    def __len__(self) -> int:
-        return self.pos.shape[0]
+    def take_frames(self, data: Mapping[str, np.ndarray]) -> None:
+        self.pos = self.tensor(data["loc"][:, self.frame_in])
+        self.vel = self.tensor(data["vel"][:, self.frame_in])
+        self.target = self.tensor(data["loc"][:, self.frame_out])
+        self.force = self.tensor(data["force"][:, self.frame_in]) if self.kind == "gravity" else None
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        src, dst = self.edge_index
-        charges = self.charges[i]
-        edge_attr = self.edges[i][src, dst, None] if self.edges is not None else charges[src] * charges[dst]
-        sample = {"pos": self.pos[i], "vel": self.vel[i], "charges": charges, "target": self.target[i],
-                  "edge_attr": edge_attr}
+        sample = {"pos": self.pos[i], "vel": self.vel[i], "target": self.target[i], **self.couplings(i)}
         if self.force is not None:
             sample["force"] = self.force[i]
         return sample
 
 
+class NBodyTrajectoryDataset(_NBodySamples):
+    """Trajectory forecasting on an N-body split: ``history`` frames from ``start`` in, the next ``horizon`` out.
+
+    Each sample is a dict of tensors: ``pos``, ``vel [N, history, 3]`` (frames ``start ... start + history - 1``),
+    ``target [N, horizon, 3]`` (the positions of the following ``horizon`` frames), ``charges [N, 1]`` and
+    ``edge_attr [N(N-1), 1]`` as in :class:`NBodyDataset`. One sample per trajectory, from the same cached splits
+    (the defaults use frames 0-9 -> 10-29 of the 49 saved ones); ``start + history + horizon`` may not exceed
+    ``config.n_frames``.
+    Batch with :func:`collate_nbody` (node tensors are concatenated along the first axis).
+    """
+
+    def __init__(self, split: str = "train", kind: str | None = None, history: int = 10, horizon: int = 20,
+                 start: int = 0, *, cache_dir: str | os.PathLike | None = None, config: NBodyConfig | None = None,
+                 max_samples: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        frames = (config or NBodyConfig.preset(kind or "charged")).n_frames
+        if history < 1 or horizon < 1 or start < 0:
+            raise ValueError(f"need history >= 1, horizon >= 1 and start >= 0, got {history}, {horizon}, {start}")
+        if start + history + horizon > frames:
+            raise ValueError(f"start + history + horizon = {start} + {history} + {horizon} exceeds the {frames} "
+                             "saved frames")
+        self.history, self.horizon, self.start = history, horizon, start
+        super().__init__(split, kind, cache_dir, config, max_samples, dtype)
+
+    def take_frames(self, data: Mapping[str, np.ndarray]) -> None:
+        start, end = self.start, self.start + self.history
+        past, future = slice(start, end), slice(end, end + self.horizon)
+        self.pos = self.tensor(data["loc"][:, past].swapaxes(1, 2))  # [T, N, history, 3]
+        self.vel = self.tensor(data["vel"][:, past].swapaxes(1, 2))
+        self.target = self.tensor(data["loc"][:, future].swapaxes(1, 2))
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"pos": self.pos[i], "vel": self.vel[i], "target": self.target[i], **self.couplings(i)}
+
+
 def collate_nbody(samples: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Batch samples of equal size into one PyG-style graph.
 
-    Node tensors are concatenated (``pos [B·N, 3]``, ...), ``edge_attr`` likewise, and the batch gets
+    Node tensors are concatenated along their first axis (``pos [B·N, 3]``, or ``[B·N, history, 3]`` for
+    :class:`NBodyTrajectoryDataset`, ...), ``edge_attr`` likewise, and the batch gets
     ``edge_index [2, B·N·(N-1)]`` (fully connected within each sample, see :func:`fully_connected_edges`)
     and ``batch [B·N]``.
     """

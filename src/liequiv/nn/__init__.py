@@ -1,8 +1,9 @@
 """Layers, one a file (PyTorch Geometric style): MLPs and graph helpers, radial bases, the tensor-product
-interaction block and the many-body product blocks, the EGNN layer, and PONITA's convolutions on
+interaction block and the many-body product blocks, the EGNN layer, EqMotion's blocks, PONITA's convolutions on
 position-orientation space and on R³, GeoTDM's attention over time, sinusoidal embeddings."""
 
 from liequiv.nn.egnn import EGNNLayer
+from liequiv.nn.eqmotion import EqMotionLayer, InteractionReasoning
 from liequiv.nn.graph import check_edge_index, fully_connected_edges, scatter_mean, scatter_sum
 from liequiv.nn.interaction import Interaction, gate_for, natural_irreps
 from liequiv.nn.many_body import GauntContraction, SymmetricContraction, symmetric_coupling_basis
@@ -17,9 +18,11 @@ __all__ = [
     "MLP",
     "BesselBasis",
     "EGNNLayer",
+    "EqMotionLayer",
     "GauntContraction",
     "GaussianBasis",
     "Interaction",
+    "InteractionReasoning",
     "PointConv",
     "PolynomialCutoff",
     "SeparableSphereConv",

@@ -64,3 +64,26 @@ def plot_parity(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_trajectories(past: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, path: Path) -> None:
+    """Past ``[N, T, 3]``, true and predicted future ``[N, H, 3]`` trajectories, projected on the xy and xz planes;
+    one colour a particle, the future drawn on from the last past frame."""
+    past, true, pred = (t.detach().double().cpu() for t in (past, true, pred))
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, (i, j, name) in zip(axes, [(0, 1, "xy"), (0, 2, "xz")], strict=True):
+        for k in range(past.shape[0]):
+            colour = colours(k % 10)
+            last = past[k, -1:]
+            ax.plot(past[k, :, i], past[k, :, j], color=colour, lw=1, alpha=0.5, label="past" if k == 0 else None)
+            ax.scatter(last[:, i], last[:, j], color=colour, s=15)
+            future = torch.cat([last, true[k]])
+            ax.plot(future[:, i], future[:, j], color=colour, lw=2, label="true" if k == 0 else None)
+            future = torch.cat([last, pred[k]])
+            ax.plot(future[:, i], future[:, j], color=colour, lw=1.5, ls="--", label="predicted" if k == 0 else None)
+        ax.set(xlabel=name[0], ylabel=name[1], title=f"{name} projection", aspect="equal")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

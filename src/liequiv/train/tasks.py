@@ -84,7 +84,14 @@ def _materials_task() -> Task:
     return MaterialsTask()
 
 
-TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task}
+def _trajectory_task() -> Task:
+    from liequiv.train.trajectory import TrajectoryTask
+
+    return TrajectoryTask()
+
+
+TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task,
+                                        "trajectory": _trajectory_task}
 
 
 def get_task(name: str) -> Task:
