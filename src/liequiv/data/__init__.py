@@ -1,5 +1,5 @@
-"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials; atomistic
-frames."""
+"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials, registration
+pairs of procedural shapes; atomistic frames."""
 
 from liequiv.data.atoms import (
     AtomsDataset,
@@ -15,6 +15,7 @@ from liequiv.data.atoms import (
 from liequiv.data.materials import MATERIALS, MaterialsConfig, load_material, material_datasets
 from liequiv.data.molecules import MOLECULES, MDConfig, load_molecule, molecule_datasets, simulate_md, split_indices
 from liequiv.data.nbody import NBodyConfig, NBodyDataset, collate_nbody, load_split, simulate
+from liequiv.data.shapes import RegistrationConfig, RegistrationDataset, collate_registration, load_registration_split
 
 __all__ = [
     "MATERIALS",
@@ -24,13 +25,17 @@ __all__ = [
     "MaterialsConfig",
     "NBodyConfig",
     "NBodyDataset",
+    "RegistrationConfig",
+    "RegistrationDataset",
     "average_num_neighbors",
     "check_frames",
     "collate_atoms",
     "collate_nbody",
+    "collate_registration",
     "fit_reference_energies",
     "load_material",
     "load_molecule",
+    "load_registration_split",
     "load_split",
     "material_datasets",
     "molecule_datasets",
