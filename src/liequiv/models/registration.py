@@ -150,8 +150,9 @@ def icp_with_restarts(source: Tensor, target: Tensor, n_starts: int = 16, *,
                       generator: torch.Generator | None = None, **options: object) -> ICPResult:
     """:func:`icp` from ``n_starts`` random rotations (Haar-uniform, the first the identity), each with the
     translation that aligns the centroids; per cloud the run with the smallest ``rmse`` is returned. A global
-    baseline for rotations far from the identity, where plain ICP falls into local minima. ``options`` go to
-    :func:`icp`."""
+    baseline for rotations far from the identity, where plain ICP falls into local minima. Between partial views
+    the smallest trimmed ``rmse`` can belong to a wrong pose (a wrong overlap can fit as well), so restarts help
+    most where the clouds overlap fully. ``options`` go to :func:`icp`."""
     source, target = _check_clouds(source, target, same_count=False)
     if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
         raise ValueError(f"n_starts must be an integer >= 1, got {n_starts!r}")
