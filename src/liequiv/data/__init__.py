@@ -1,5 +1,5 @@
-"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials; atomistic
-frames."""
+"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials, registration
+pairs of procedural shapes; atomistic frames."""
 
 from liequiv.data.atoms import (
     AtomsDataset,
@@ -22,6 +22,7 @@ from liequiv.data.nbody import (
     load_split,
     simulate,
 )
+from liequiv.data.shapes import RegistrationConfig, RegistrationDataset, collate_registration, load_registration_split
 
 __all__ = [
     "MATERIALS",
@@ -32,13 +33,17 @@ __all__ = [
     "NBodyConfig",
     "NBodyDataset",
     "NBodyTrajectoryDataset",
+    "RegistrationConfig",
+    "RegistrationDataset",
     "average_num_neighbors",
     "check_frames",
     "collate_atoms",
     "collate_nbody",
+    "collate_registration",
     "fit_reference_energies",
     "load_material",
     "load_molecule",
+    "load_registration_split",
     "load_split",
     "material_datasets",
     "molecule_datasets",
