@@ -1,5 +1,5 @@
-"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials; atomistic
-frames."""
+"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials; QM9 read from
+the qm9pack package; atomistic frames."""
 
 from liequiv.data.atoms import (
     AtomsDataset,
@@ -15,6 +15,7 @@ from liequiv.data.atoms import (
 from liequiv.data.materials import MATERIALS, MaterialsConfig, load_material, material_datasets
 from liequiv.data.molecules import MOLECULES, MDConfig, load_molecule, molecule_datasets, simulate_md, split_indices
 from liequiv.data.nbody import NBodyConfig, NBodyDataset, collate_nbody, load_split, simulate
+from liequiv.data.qm9 import QM9Dataset, collate_qm9, load_qm9, qm9_split
 
 __all__ = [
     "MATERIALS",
@@ -24,17 +25,21 @@ __all__ = [
     "MaterialsConfig",
     "NBodyConfig",
     "NBodyDataset",
+    "QM9Dataset",
     "average_num_neighbors",
     "check_frames",
     "collate_atoms",
     "collate_nbody",
+    "collate_qm9",
     "fit_reference_energies",
     "load_material",
     "load_molecule",
+    "load_qm9",
     "load_split",
     "material_datasets",
     "molecule_datasets",
     "neighbor_list",
+    "qm9_split",
     "read_atoms_file",
     "rms_forces",
     "simulate",
