@@ -35,9 +35,11 @@ def egnn_layer_reference(layer: nn.Module, h: Tensor, x: Tensor, edges: list[tup
         x_i' = x_i + C Σ_j (x_i − x_j) φ_x(m_ij) + φ_v(h_i) v_i,   C = 1 / #{j}
         h_i' = h_i + φ_h(h_i, Σ_j m_ij)
 
-    with φ_x = r tanh(...) when the layer was built with ``tanh=True``.
+    with φ_x = r tanh(...) when the layer was built with ``tanh=True``, ``m_ij ← m_ij sigmoid(w · m_ij + b)`` with
+    ``attention=True``, and x' = x with ``update_positions=False``.
     """
-    tanh = isinstance(layer.coord_mlp[-1], nn.Tanh)
+    moves = layer.coord_mlp is not None
+    tanh = moves and isinstance(layer.coord_mlp[-1], nn.Tanh)
     h_out, x_out = h.clone(), x.clone()
     for i in range(h.shape[0]):
         senders = [(k, j) for k, (j, target) in enumerate(edges) if target == i]
@@ -46,12 +48,13 @@ def egnn_layer_reference(layer: nn.Module, h: Tensor, x: Tensor, edges: list[tup
             diff = x[i] - x[j]
             parts = [h[i], h[j], (diff @ diff)[None]] + ([edge_attr[k]] if edge_attr is not None else [])
             m_ij = two_layer(layer.edge_mlp, torch.cat(parts), last_silu=True)
-            weight = two_layer(layer.coord_mlp, m_ij)
-            if tanh:
-                weight = layer.coords_range * torch.tanh(weight)
+            if layer.attention is not None:
+                m_ij = m_ij * torch.sigmoid(affine(layer.attention[0], m_ij))
             messages.append(m_ij)
-            step = step + diff * weight
-        if senders:
+            if moves:
+                weight = two_layer(layer.coord_mlp, m_ij)
+                step = step + diff * (layer.coords_range * torch.tanh(weight) if tanh else weight)
+        if senders and moves:
             x_out[i] = x[i] + step / len(senders)
         if layer.velocity_mlp is not None:
             x_out[i] = x_out[i] + two_layer(layer.velocity_mlp, h[i]) * vel[i]

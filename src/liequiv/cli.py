@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     md17.add_argument("--forces-weight", type=_NON_NEGATIVE, default=None, help="weight of the force loss")
     md17.add_argument("--stress-weight", type=_NON_NEGATIVE, default=None, help="materials: weight of the stress loss")
     md17.add_argument("--dtype", default=None, help="float32 | float64")
+    qm9 = train.add_argument_group("qm9 (property regression; also --cutoff, --lmax, ... for --model potential)")
+    qm9.add_argument("--target", default=None, help="mu | alpha | homo | lumo | gap | r2 | zpve | U0 | U | H | G | Cv")
+    qm9.add_argument("--valid-size", type=_POSITIVE_INT, default=None, help="use only the first N validation molecules")
+    qm9.add_argument("--test-size", type=_POSITIVE_INT, default=None, help="use only the first N test molecules")
     md = commands.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
     md.add_argument("--checkpoint", required=True, help="best.pt or last.pt of liequiv train md17 | materials")
     md.add_argument("--structure", required=True, help="a file ASE reads, cu, cuni, or an rMD17 molecule name")
@@ -120,7 +124,8 @@ _EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stre
           "data": "data", "energy_key": "energy_key", "forces_key": "forces_key",
           "split": "sizes", "tp_backend": "tp_backend", "correlation": "correlation", "lmax": "lmax",
           "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
-          "forces_weight": "forces_weight", "dtype": "dtype"}
+          "forces_weight": "forces_weight", "dtype": "dtype", "target": "target", "valid_size": "valid_size",
+          "test_size": "test_size"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -144,7 +149,8 @@ def _train(args: argparse.Namespace) -> int:
         if key not in config.extra:
             raise ValueError(f"--{arg.replace('_', '-')} is not an option of task {args.task!r}")
         config.extra[key] = value
-    label = "-".join(str(config.extra[k]) for k in ("molecule", "material", "tp_backend") if config.extra.get(k))
+    label = "-".join(str(config.extra[k]) for k in ("molecule", "material", "target", "tp_backend")
+                     if config.extra.get(k))
     if config.extra.get("correlation"):
         label += f"-c{config.extra['correlation']}"
     config.run_dir = args.run_dir or f"runs/{args.task}-{label + '-' if label else ''}{args.model}-s{config.seed}"

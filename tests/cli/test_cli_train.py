@@ -55,8 +55,8 @@ def test_train_nbody_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_unknown_names_fail_clearly(capsys) -> None:
     assert main(["train", "nbody", "--model", "transformer"]) == 2
     assert "unknown model 'transformer'" in capsys.readouterr().err
-    assert main(["train", "qm9"]) == 2
-    assert "unknown task 'qm9'" in capsys.readouterr().err
+    assert main(["train", "qm7"]) == 2
+    assert "unknown task 'qm7'" in capsys.readouterr().err
 
 
 def test_help_lists_the_train_command(capsys) -> None:

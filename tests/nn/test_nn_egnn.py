@@ -45,6 +45,23 @@ def test_without_edge_attributes_or_feature_update() -> None:
     torch.testing.assert_close(x_out, x_ref, rtol=0, atol=1e-12)
 
 
+def test_invariant_layer_with_attention() -> None:
+    """EGNN's QM9 layer: gated messages, fixed positions; h' is invariant under E(3) and x is returned as given."""
+    layer = randomize(EGNNLayer(3, velocity=False, update_positions=False, attention=True))
+    assert layer.coord_mlp is None and layer.velocity_mlp is None
+    h, x, _, _, edge_index = _graph(seed=3)
+    h_out, x_out = layer(h, x, edge_index)
+    h_ref, _ = egnn_layer_reference(layer, h, x, EDGES)
+    assert x_out is x
+    torch.testing.assert_close(h_out, h_ref, rtol=0, atol=1e-12)
+    assert (h_out - h).abs().max() > 1e-2
+    report = check_equivariance(layer, (h, x, edge_index), "E(3) x S_n", ["scalar, perm(0)", "pos, perm(0)", "index"],
+                                ["scalar, perm(0)", "pos, perm(0)"])
+    assert report.passed, str(report)
+    with pytest.raises(ValueError, match="update_positions"):
+        EGNNLayer(3, update_positions=False)
+
+
 def test_e3_and_permutation_equivariance() -> None:
     layer = randomize(EGNNLayer(3, edge_dim=2))
     h, x, vel, edge_attr, edge_index = _graph(seed=2)

@@ -1,5 +1,5 @@
 """Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials, registration
-pairs of procedural shapes; atomistic frames."""
+pairs of procedural shapes; QM9 read from the qm9pack package; atomistic frames."""
 
 from liequiv.data.atoms import (
     AtomsDataset,
@@ -22,6 +22,7 @@ from liequiv.data.nbody import (
     load_split,
     simulate,
 )
+from liequiv.data.qm9 import QM9Dataset, collate_qm9, load_qm9, qm9_split
 from liequiv.data.shapes import RegistrationConfig, RegistrationDataset, collate_registration, load_registration_split
 
 __all__ = [
@@ -33,21 +34,25 @@ __all__ = [
     "NBodyConfig",
     "NBodyDataset",
     "NBodyTrajectoryDataset",
+    "QM9Dataset",
     "RegistrationConfig",
     "RegistrationDataset",
     "average_num_neighbors",
     "check_frames",
     "collate_atoms",
     "collate_nbody",
+    "collate_qm9",
     "collate_registration",
     "fit_reference_energies",
     "load_material",
     "load_molecule",
+    "load_qm9",
     "load_registration_split",
     "load_split",
     "material_datasets",
     "molecule_datasets",
     "neighbor_list",
+    "qm9_split",
     "read_atoms_file",
     "rms_forces",
     "simulate",

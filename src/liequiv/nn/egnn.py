@@ -9,7 +9,9 @@ For a message from node j to node i (``edge_index = [[j, ...], [i, ...]]``)::
 
 ``x_i − x_j`` is receiver minus sender, as in the paper. φ_e, φ_h, φ_v are SiLU MLPs; φ_x is a SiLU MLP without
 a last bias, optionally followed by ``r · tanh`` (``tanh=True``, ``r = coords_range``) to bound the coordinate
-steps. Positions move under E(3), velocities under O(3), h and a are invariant: x' is E(3)-equivariant and h'
+steps. With ``attention=True`` each message is gated, ``m_ij ← m_ij · sigmoid(w · m_ij + b)``, and
+``update_positions=False`` keeps ``x`` (no φ_x, no velocity term): the reference's QM9 model, an invariant network
+on distances. Positions move under E(3), velocities under O(3), h and a are invariant: x' is E(3)-equivariant and h'
 invariant, and both are permutation-equivariant.
 
 Shapes: ``h [N, hidden]``, ``x [N, 3]``, ``edge_index [2, E]``, ``edge_attr [E, edge_dim]`` (optional),
@@ -28,7 +30,8 @@ from liequiv.nn.mlp import MLP
 class EGNNLayer(nn.Module):
     """One E(n)-equivariant message-passing layer (see the module docstring for the update and the shapes).
 
-    ``update_features=False`` leaves h as it is (for a last layer, whose features nothing reads).
+    ``update_features=False`` leaves h as it is (for a last layer, whose features nothing reads);
+    ``update_positions=False`` leaves x as it is, ``attention=True`` gates the messages (module docstring).
 
     >>> layer = EGNNLayer(hidden=8, edge_dim=0, velocity=False)
     >>> h, x = layer(torch.randn(3, 8), torch.randn(3, 3), torch.tensor([[0, 1, 2], [1, 2, 0]]))
@@ -37,13 +40,19 @@ class EGNNLayer(nn.Module):
     """
 
     def __init__(self, hidden: int, edge_dim: int = 0, *, velocity: bool = True, tanh: bool = False,
-                 coords_range: float = 15.0, update_features: bool = True) -> None:
+                 coords_range: float = 15.0, update_features: bool = True, update_positions: bool = True,
+                 attention: bool = False) -> None:
         super().__init__()
+        if velocity and not update_positions:
+            raise ValueError("velocity=True needs update_positions=True (the velocity term moves the positions)")
         self.edge_mlp = MLP([2 * hidden + 1 + edge_dim, hidden, hidden], last_activation=True)
         self.node_mlp = MLP([2 * hidden, hidden, hidden]) if update_features else None
-        coord = MLP([hidden, hidden, 1], last_bias=False)
-        nn.init.xavier_uniform_(coord[-1].weight, gain=0.001)  # start near the identity map, as the reference
-        self.coord_mlp = nn.Sequential(coord, nn.Tanh()) if tanh else coord
+        self.attention = nn.Sequential(nn.Linear(hidden, 1), nn.Sigmoid()) if attention else None
+        self.coord_mlp = None
+        if update_positions:
+            coord = MLP([hidden, hidden, 1], last_bias=False)
+            nn.init.xavier_uniform_(coord[-1].weight, gain=0.001)  # start near the identity map, as the reference
+            self.coord_mlp = nn.Sequential(coord, nn.Tanh()) if tanh else coord
         self.coords_range = coords_range if tanh else 1.0
         self.velocity_mlp = MLP([hidden, hidden, 1]) if velocity else None
 
@@ -54,8 +63,12 @@ class EGNNLayer(nn.Module):
         dist_sq = (rel * rel).sum(-1, keepdim=True)
         parts = [h[dst], h[src], dist_sq] + ([edge_attr] if edge_attr is not None else [])
         message = self.edge_mlp(torch.cat(parts, -1))
+        if self.attention is not None:
+            message = message * self.attention(message)
         n = h.shape[0]
-        x_new = x + scatter_mean(rel * self.coord_mlp(message) * self.coords_range, dst, n)
+        x_new = x
+        if self.coord_mlp is not None:
+            x_new = x + scatter_mean(rel * self.coord_mlp(message) * self.coords_range, dst, n)
         if self.velocity_mlp is not None:
             if vel is None:
                 raise ValueError("vel [N, 3] is required by a layer built with velocity=True")

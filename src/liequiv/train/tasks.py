@@ -90,8 +90,14 @@ def _trajectory_task() -> Task:
     return TrajectoryTask()
 
 
+def _qm9_task() -> Task:
+    from liequiv.train.qm9 import QM9Task
+
+    return QM9Task()
+
+
 TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task,
-                                        "trajectory": _trajectory_task}
+                                        "trajectory": _trajectory_task, "qm9": _qm9_task}
 
 
 def get_task(name: str) -> Task:
