@@ -31,7 +31,7 @@ def _reference(layer: TemporalAttention, h, x):
                 for g in range(frames):
                     key = w[hidden:2 * hidden][rows] @ h[i, g] + b[hidden:2 * hidden][rows]
                     dist = ((x[i, g] - x[i, f]) ** 2).sum().reshape(1)
-                    logits.append(q @ key / math.sqrt(d) + two_layer(layer.distance_bias, dist)[k])
+                    logits.append(q @ key / math.sqrt(d) + affine(layer.distance_bias, dist)[k])
                 a = torch.softmax(torch.stack(logits), 0)
                 value = sum(a[g] * (w[2 * hidden:][rows] @ h[i, g] + b[2 * hidden:][rows]) for g in range(frames))
                 mixed.append(value)

@@ -58,7 +58,7 @@ def test_loss_is_the_mse_over_the_future() -> None:
 @pytest.mark.parametrize("model", ["eqmotion", "egnn"])
 def test_both_models_through_the_task(tmp_path: Path, model: str) -> None:
     task = tasks.get_task("trajectory")
-    assert isinstance(task, TrajectoryTask) and task.models == ("eqmotion", "egnn")
+    assert isinstance(task, TrajectoryTask) and task.models == ("eqmotion", "egnn", "geotdm")
     task.nbody_config = SMALL
     config = _config(tmp_path, model, hidden=8, layers=1)
     task.configure(config)

@@ -45,7 +45,9 @@ class EGTN(nn.Module):
         self.spatial = nn.ModuleList(EGNNLayer(hidden, node_dim, velocity=False) for _ in range(layers))
         self.temporal = nn.ModuleList(TemporalAttention(hidden, heads) for _ in range(layers))
 
-    def forward(self, x_t: Tensor, t: Tensor, *, cond: Tensor, node_features: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, *, cond: Tensor, node_features: Tensor, edge_index: Tensor,
+                batch: Tensor | None = None) -> Tensor:
+        """``batch`` is accepted for the generative contract; the graph is ``edge_index``."""
         n = x_t.shape[0] if x_t.dim() else -1
         history = cond.shape[1] if cond.dim() == 3 else -1
         if x_t.dim() != 3 or x_t.shape[-1] != 3 or cond.shape != (n, history, 3):

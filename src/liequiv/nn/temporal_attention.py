@@ -3,13 +3,14 @@ Trajectory Diffusion Models", NeurIPS 2024), written for one node's trajectory o
 
 For every node, frames f and g of its trajectory (all pairs), and each head k::
 
-    a^k_fg = softmax_g( q^k(h_f) · k^k(h_g) / √d + φ^k_d(|x_f − x_g|²) )
+    a^k_fg = softmax_g( q^k(h_f) · k^k(h_g) / √d + w_k |x_f − x_g|² + b_k )
     h_f'   = h_f + W_o concat_k( Σ_g a^k_fg v^k(h_g) )
     x_f'   = x_f + Σ_k φ^k_x(h_f) Σ_g a^k_fg (x_g − x_f)
 
-q, k, v, W_o are linear maps, φ_d a SiLU MLP of the squared distance between the two frames' positions, φ_x a
-SiLU MLP without a last bias (started near zero, so the layer starts near the identity on positions). Attention
-weights depend only on invariants, and positions move along differences ``x_g − x_f``: x' is E(3)-equivariant,
+q, k, v, W_o are linear maps, w_k and b_k learned scalars (a bias linear in the squared distance between the
+two frames' positions: an MLP there would run on every pair of frames of every node), φ_x a SiLU MLP without a
+last bias (started near zero, so the layer starts near the identity on positions). Attention weights depend
+only on invariants, and positions move along differences ``x_g − x_f``: x' is E(3)-equivariant,
 h' invariant. Nodes are independent here (no message between them), so the layer commutes with permutations.
 
 Shapes: ``h [N, F, hidden]``, ``x [N, F, 3]`` -> ``(h' [N, F, hidden], x' [N, F, 3])``.
@@ -39,7 +40,7 @@ class TemporalAttention(nn.Module):
         self.heads, self.head_dim = heads, hidden // heads
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
-        self.distance_bias = MLP([1, hidden, heads])
+        self.distance_bias = nn.Linear(1, heads)
         self.coord_weights = MLP([hidden, hidden, heads], last_bias=False)
         nn.init.xavier_uniform_(self.coord_weights[-1].weight, gain=0.001)
 

@@ -238,7 +238,9 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
         val = f" val {record[f'val_{monitor}']:.5g}" if f"val_{monitor}" in record else ""
         extra = "".join(f" | {name} {record[f'val_{name}']:.4g}" for name in getattr(task, "display", ())
                         if f"val_{name}" in record)
-        say(f"epoch {epoch + 1:4d}/{config.epochs} | train {record[f'train_{monitor}']:.5g}{val}{extra} | "
+        trained_value = record.get(f"train_{monitor}",  # a generative task trains on another metric than it monitors
+                                   next((v for k, v in record.items() if k.startswith("train_")), math.nan))
+        say(f"epoch {epoch + 1:4d}/{config.epochs} | train {trained_value:.5g}{val}{extra} | "
             f"best {best['val']:.5g} @ {best['epoch']} | {record['samples_per_s']:,.0f} samples/s")
         if context.is_main:
             save_checkpoint(run_dir / "last.pt", task=task.name, model_name=config.model, config=asdict(config),

@@ -17,13 +17,20 @@ if TYPE_CHECKING:
 
 
 def plot_learning_curves(history: list[dict[str, float]], metric: str, path: Path) -> None:
-    """Train and validation ``metric`` per epoch, log scale."""
+    """Train and validation ``metric`` per epoch, log scale; where training reports another metric (a generative
+    model's loss), it goes on a second axis."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["epoch"] for r in history], [r[f"train_{metric}"] for r in history], label="train")
+    trained = [k for k in history[0] if k.startswith("train_")] if history else []
+    train_key = f"train_{metric}" if f"train_{metric}" in trained else (trained[0] if trained else None)
+    train_ax = ax if train_key == f"train_{metric}" else ax.twinx()
+    if train_key is not None:
+        train_ax.plot([r["epoch"] for r in history], [r[train_key] for r in history], color="C0",
+                      label=f"train {train_key.removeprefix('train_')}")
+        train_ax.set_yscale("log")
     val = [r for r in history if f"val_{metric}" in r]
-    ax.plot([r["epoch"] for r in val], [r[f"val_{metric}"] for r in val], label="validation")
+    ax.plot([r["epoch"] for r in val], [r[f"val_{metric}"] for r in val], color="C1", label=f"validation {metric}")
     ax.set(xlabel="epoch", ylabel=metric, yscale="log", title="learning curves")
-    ax.legend()
+    fig.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -67,9 +74,11 @@ def plot_parity(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path)
 
 
 def plot_trajectories(past: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, path: Path) -> None:
-    """Past ``[N, T, 3]``, true and predicted future ``[N, H, 3]`` trajectories, projected on the xy and xz planes;
-    one colour a particle, the future drawn on from the last past frame."""
+    """Past ``[N, T, 3]``, true and predicted future ``[N, H, 3]`` (or ``[K, N, H, 3]``: K drawn futures)
+    trajectories, projected on the xy and xz planes; one colour a particle, the future drawn on from the last past
+    frame."""
     past, true, pred = (t.detach().double().cpu() for t in (past, true, pred))
+    pred = pred[None] if pred.dim() == 3 else pred
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, (i, j, name) in zip(axes, [(0, 1, "xy"), (0, 2, "xz")], strict=True):
@@ -80,8 +89,10 @@ def plot_trajectories(past: torch.Tensor, true: torch.Tensor, pred: torch.Tensor
             ax.scatter(last[:, i], last[:, j], color=colour, s=15)
             future = torch.cat([last, true[k]])
             ax.plot(future[:, i], future[:, j], color=colour, lw=2, label="true" if k == 0 else None)
-            future = torch.cat([last, pred[k]])
-            ax.plot(future[:, i], future[:, j], color=colour, lw=1.5, ls="--", label="predicted" if k == 0 else None)
+            for n, drawn in enumerate(pred[:, k]):
+                future = torch.cat([last, drawn])
+                ax.plot(future[:, i], future[:, j], color=colour, lw=1.5, ls="--", alpha=1 / len(pred) ** 0.5,
+                        label="predicted" if k == n == 0 else None)
         ax.set(xlabel=name[0], ylabel=name[1], title=f"{name} projection", aspect="equal")
     axes[0].legend()
     fig.tight_layout()
