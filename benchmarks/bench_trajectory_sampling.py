@@ -15,7 +15,6 @@ measured in the same run, and minADE / minFDE over the ``k`` futures::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,19 +23,7 @@ import torch
 
 import markdown_tables
 from liequiv.data.nbody import NBodyTrajectoryDataset, collate_nbody
-from liequiv.train.checkpoint import load_checkpoint
-from liequiv.train.loop import TrainConfig
-from liequiv.train.trajectory import TrajectoryTask, min_displacement_errors
-
-
-def load_model(run_dir: Path) -> tuple[torch.nn.Module, TrajectoryTask]:
-    config = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    task = TrajectoryTask()
-    task.configure(config)
-    train = NBodyTrajectoryDataset("train", kind="charged", **task.frames)
-    model = task.build_model(config, train)
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt", task="trajectory", model="geotdm")["model"])
-    return model.eval(), task
+from liequiv.train.trajectory import load_geotdm, min_displacement_errors
 
 
 def main() -> None:
@@ -55,7 +42,7 @@ def main() -> None:
     if args.quick:
         args.trajectories, args.repeats = 20, 1
         settings = [("ancestral", 1000), ("ddim", 50), ("ddim", 10)]
-    model, task = load_model(Path(args.run_dir))
+    model, task = load_geotdm(Path(args.run_dir) / "best.pt")
     test = NBodyTrajectoryDataset("test", kind="charged", **task.frames)
     batch = collate_nbody([test[i] for i in range(min(args.trajectories, len(test)))])
     n = int(batch["batch"].max()) + 1

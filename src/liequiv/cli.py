@@ -1,5 +1,5 @@
 """The ``liequiv`` command line: ``liequiv train nbody --model egnn`` (also under ``torchrun -m liequiv``),
-``liequiv md --checkpoint runs/.../best.pt --structure cu``."""
+``liequiv md --checkpoint runs/.../best.pt --structure cu``, ``liequiv sample trajectory --checkpoint ...``."""
 
 from __future__ import annotations
 
@@ -97,7 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     md.add_argument("--out", default="runs/md", help="output directory")
+    sample = commands.add_parser("sample", help="draw samples from a trained generative model")
+    sample.add_argument("task", choices=("trajectory",), help="trajectory: N-body futures (geotdm)")
+    sample.add_argument("--checkpoint", required=True, help="best.pt of liequiv train trajectory --model geotdm")
+    sample.add_argument("--n", type=_POSITIVE_INT, default=10, help="test trajectories to continue")
+    sample.add_argument("--k", type=_POSITIVE_INT, default=5, help="futures drawn for each")
+    sample.add_argument("--steps", type=_POSITIVE_INT, default=50, help="denoising steps")
+    sample.add_argument("--sampler", default="ddim", choices=("ancestral", "ddim", "euler", "heun"))
+    sample.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0)
+    sample.add_argument("--out", default="runs/sample", help="output directory")
     return parser
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from liequiv.train.trajectory import sample_futures
+
+    metrics = sample_futures(args.checkpoint, args.out, trajectories=args.n, k=args.k, steps=args.steps,
+                             sampler=args.sampler, seed=args.seed)
+    print(json.dumps(metrics, indent=2))
+    return 0
 
 
 def _md(args: argparse.Namespace) -> int:
@@ -170,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _md(args) if args.command == "md" else _train(args)
+        return {"md": _md, "sample": _sample}.get(args.command, _train)(args)
     except ValueError as error:
         print(f"liequiv {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from liequiv.generative.trajectory import TrajectoryDiffusion, constant_velocity
 from liequiv.groups import SO3
 from liequiv.nn.graph import fully_connected_edges
 from liequiv.train.loop import TrainConfig, fit
-from liequiv.train.trajectory import TrajectoryTask, min_displacement_errors
+from liequiv.train.trajectory import TrajectoryTask, load_geotdm, min_displacement_errors, sample_futures
 
 DT = torch.float64
 
@@ -140,7 +140,16 @@ def test_geotdm_through_the_task(tmp_path: Path, monkeypatch):
     assert metrics["best_epoch"] in (1, 2)
     assert all(torch.isfinite(torch.tensor(metrics[k])) for k in ("test_ade", "test_fde"))
     assert "train_diffusion_mse" in metrics["history"][0]
-    assert (tmp_path / "run" / "best.pt").exists()
+    best = tmp_path / "run" / "best.pt"
+    model, loaded_task = load_geotdm(best, small)
+    assert loaded_task.frames == {"history": 5, "horizon": 10, "start": 0} and loaded_task.sampling["k"] == 2
+    trained_scale = torch.load(best, weights_only=True)["model"]["scale"]
+    assert model.scale == trained_scale and abs(float(trained_scale) - 1.0) > 1e-3  # from the data, not the default
+    drawn = sample_futures(best, tmp_path / "sample", trajectories=3, k=2, steps=3, nbody_config=small)
+    assert drawn["trajectories"] == 3 and torch.isfinite(torch.tensor(drawn["ade"]))
+    assert {p.name for p in (tmp_path / "sample").iterdir()} == {"samples.npz", "samples.png", "metrics.json"}
+    with pytest.raises(ValueError, match="trajectories must lie"):
+        sample_futures(best, tmp_path / "sample", trajectories=0, nbody_config=small)
 
 
 def test_k_copies_keep_their_graphs():

@@ -16,6 +16,7 @@ validation and test sets are the first ``valid_size`` and ``test_size`` trajecto
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from liequiv.train.loop import Batch, Metrics, TrainConfig
 if TYPE_CHECKING:
     from liequiv.data.nbody import NBodyConfig
 
-__all__ = ["TrajectoryTask", "displacement_errors", "min_displacement_errors"]
+__all__ = ["TrajectoryTask", "displacement_errors", "load_geotdm", "min_displacement_errors", "sample_futures"]
 
 
 def displacement_errors(pred: Tensor, target: Tensor) -> Metrics:
@@ -134,14 +135,19 @@ class TrajectoryTask:
             return UnrolledEGNN(self.frames["horizon"], node_dim=1, hidden=config.hidden, layers=config.layers,
                                 tanh=bool(config.extra.get("tanh", True)))
         if config.model == "geotdm":
-            from liequiv.generative.trajectory import TrajectoryDiffusion, constant_velocity_prior
+            from liequiv.generative.trajectory import constant_velocity_prior
 
             data = self.collate([train_set[i] for i in range(len(train_set))])
             residual = data["target"] - constant_velocity_prior(data["pos"], self.frames["horizon"])
-            return TrajectoryDiffusion(self.frames["history"], self.frames["horizon"], node_dim=1,
-                                       hidden=config.hidden, layers=config.layers,
-                                       scale=float(residual.square().mean().sqrt()))
+            return self.geotdm(config, scale=float(residual.square().mean().sqrt()))
         raise ValueError(f"unknown model {config.model!r} for task 'trajectory'; choose from {', '.join(self.models)}")
+
+    def geotdm(self, config: TrainConfig, scale: float = 1.0) -> nn.Module:
+        """The geotdm model of ``config``; ``scale``: the RMS deviation of the training futures from the prior."""
+        from liequiv.generative.trajectory import TrajectoryDiffusion
+
+        return TrajectoryDiffusion(self.frames["history"], self.frames["horizon"], node_dim=1, hidden=config.hidden,
+                                   layers=config.layers, scale=scale)
 
     def predict(self, model: nn.Module, batch: Batch) -> Tensor:
         """Future positions ``[N, horizon, 3]`` (``[k, N, horizon, 3]``: drawn futures for ``geotdm``)."""
@@ -181,3 +187,48 @@ class TrajectoryTask:
         with torch.no_grad():
             pred = self.predict(model, batch)
         plot_trajectories(batch["pos"], batch["target"], pred, Path(run_dir) / "prediction.png")
+
+
+def load_geotdm(checkpoint: str | Path, nbody_config: NBodyConfig | None = None) -> tuple[nn.Module, TrajectoryTask]:
+    """The trained model of ``liequiv train trajectory --model geotdm`` from its ``best.pt`` or ``last.pt``, with
+    the task configured as it was trained (frames, sampling settings; ``nbody_config`` as given to the task), in
+    evaluation mode."""
+    from liequiv.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(Path(checkpoint), task="trajectory", model="geotdm")
+    config = TrainConfig(**state["config"])
+    task = TrajectoryTask(nbody_config)
+    task.configure(config)
+    model = task.geotdm(config)
+    model.load_state_dict(state["model"])  # the scale too
+    return model.eval(), task
+
+
+def sample_futures(checkpoint: str | Path, out: str | Path, *, trajectories: int = 10, k: int = 5, steps: int = 50,
+                   sampler: str = "ddim", seed: int = 0, nbody_config: NBodyConfig | None = None) -> dict[str, float]:
+    """Draw ``k`` futures of the first ``trajectories`` test trajectories with a trained geotdm checkpoint; write
+    ``samples.npz`` (past, true and drawn futures), ``samples.png`` (the first trajectory) and ``metrics.json``
+    (minADE / minFDE over the ``k`` futures) to ``out``; return the metrics."""
+    import numpy as np
+
+    from liequiv.data.nbody import NBodyTrajectoryDataset, collate_nbody
+    from liequiv.train.plots import plot_trajectories
+
+    model, task = load_geotdm(checkpoint, nbody_config)
+    test = NBodyTrajectoryDataset("test", kind="charged", **task.frames, config=nbody_config)
+    if not 1 <= trajectories <= len(test):
+        raise ValueError(f"trajectories must lie in [1, {len(test)}], got {trajectories}")
+    batch = collate_nbody([test[i] for i in range(trajectories)])
+    drawn = model.sample(batch["pos"], batch["charges"], batch["edge_index"], batch["batch"], k=k, steps=steps,
+                         sampler=sampler, generator=torch.Generator().manual_seed(seed))
+    errors = min_displacement_errors(drawn, batch["target"], batch["batch"])
+    metrics = {name: float(total / count) for name, (total, count) in errors.items()}
+    metrics.update({"trajectories": trajectories, "k": k, "steps": steps, "sampler": sampler})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = int((batch["batch"] == 0).sum())
+    np.savez(out / "samples.npz", past=batch["pos"].numpy(), future=batch["target"].numpy(), drawn=drawn.numpy(),
+             batch=batch["batch"].numpy())
+    plot_trajectories(batch["pos"][:n], batch["target"][:n], drawn[:, :n], out / "samples.png")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
