@@ -127,7 +127,7 @@ def test_regressor_lowers_its_loss_on_identical_pairs(tmp_path: Path) -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -137,3 +137,27 @@ def test_unknown_model_is_refused(tmp_path: Path) -> None:
     config.model = "dcp"
     with pytest.raises(ValueError, match="unknown model 'dcp'"):
         task.build_model(config, [])
+
+
+class Shifted(nn.Module):
+    """A stand-in regressor: the true motion followed by the world translation ``shift``."""
+
+    def __init__(self, motion: Tensor, shift: Tensor) -> None:
+        super().__init__()
+        self.estimate = SE3.from_rotation_translation(SE3(motion).rotation(), motion[:, :3] + shift)
+
+    def forward(self, source: Tensor, target: Tensor) -> SE3:
+        return self.estimate
+
+
+def test_pose_loss_is_the_squared_distance_of_the_moved_source() -> None:
+    """An estimate off by a world translation d moves every source point by d: the loss is |d|² (batch mean)."""
+    source, target, motion = _clouds()
+    inlier = torch.ones(source.shape[:-1], dtype=torch.bool)
+    inlier[:, :5] = False
+    shift = torch.tensor([[0.1, 0.0, 0.0], [0.0, 0.2, 0.0], [0.3, 0.0, 0.4]], dtype=torch.float64)
+    batch = {"source": source, "target": target, "motion": motion.params, "source_inlier": inlier}
+    loss, metrics = RegistrationTask().loss(Shifted(motion.params, shift), batch)
+    loss = loss.detach()
+    assert abs(float(loss) - (0.01 + 0.04 + 0.25) / 3) < 1e-12
+    assert torch.allclose(metrics["pose_mse"], torch.tensor([float(loss) * 3, 3.0], dtype=torch.float64))
