@@ -4,9 +4,10 @@ registration for robust 6D object pose estimation", 2023), with the network of
 
 A pose ``x`` is an :class:`~liequiv.groups.SE3` element mapping the source onto the target (``target ≈ x · source``).
 The denoiser moves the source by the noisy pose ``x_t``, lets the network displace the moved points towards the
-target, fits the rigid increment ``Δ`` of that displacement by weighted Kabsch (:func:`rigid_step`) and predicts the
-clean pose ``x̂_0 = Δ · x_t``. The score that :class:`~liequiv.generative.SE3Diffusion` asks for is then the score of
-``p(x_t | x_0 = x̂_0)`` (:func:`conditional_score`), so that training is its denoising score matching.
+target, fits the rigid increment ``Δ`` of that displacement by weighted least squares (:func:`rigid_step`, the
+Kabsch problem) and predicts the clean pose ``x̂_0 = Δ · x_t``. The score that
+:class:`~liequiv.generative.SE3Diffusion` asks for is then the score of ``p(x_t | x_0 = x̂_0)``
+(:func:`conditional_score`), so that training is its denoising score matching.
 
 Equivariance: the network sees the source only through ``x_t · source``, so changing the source's frame by ``S``
 (source ``S · source``, pose ``x_t · S⁻¹``) gives ``x̂_0 · S⁻¹``; moving the target by ``W`` (pose ``W · x_t``) gives
@@ -20,18 +21,48 @@ from torch import Tensor, nn
 
 from liequiv.generative.igso3 import igso3_score
 from liequiv.generative.lie_diffusion import SE3Diffusion
-from liequiv.groups import SE3
-from liequiv.models.registration import kabsch
+from liequiv.groups import SE3, SO3
 from liequiv.models.registration_egnn import RegistrationEGNN
 
-__all__ = ["RegistrationDiffusion", "conditional_score", "rigid_step"]
+__all__ = ["RegistrationDiffusion", "conditional_score", "quaternion_fit", "rigid_step"]
+
+
+def quaternion_fit(source: Tensor, target: Tensor, weights: Tensor) -> SE3:
+    """The rigid motion ``[...]`` minimizing ``Σ_i w_i |R x_i + t - y_i|²``: the problem of
+    :func:`~liequiv.models.registration.kabsch`, solved by Horn's quaternion method (1987) for stable gradients.
+
+    ``source``, ``target [..., n, 3]``, ``weights [..., n]`` > 0. The rotation's quaternion is the eigenvector of the
+    largest eigenvalue of a symmetric 4×4 matrix built from the weighted cross-covariance ``H``; that eigenvalue is
+    ``s₁ + s₂ ± s₃`` of ``H``'s singular values, its gap to the next ``2 s₃`` for proper fits. The gradient is that
+    of first-order perturbation theory for this one eigenvector, ``dq = Σ_i q_i q_iᵀ dN q / (λ_max - λ_i)``, so it
+    involves only that gap and stays finite where two singular values of ``H`` tie (a cloud with two equal
+    principal moments), where the SVD's gradient, and that of ``eigh`` through all its eigenvectors, is not.
+    """
+    w = (weights / weights.sum(-1, keepdim=True))[..., None]
+    source_mean, target_mean = (w * source).sum(-2), (w * target).sum(-2)
+    h = (w * (source - source_mean[..., None, :])).mT @ (target - target_mean[..., None, :])
+    (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = (h[..., i, :].unbind(-1) for i in range(3))
+    n = torch.stack([torch.stack(row, -1) for row in (
+        (sxx + syy + szz, syz - szy, szx - sxz, sxy - syx),
+        (syz - szy, sxx - syy - szz, sxy + syx, szx + sxz),
+        (szx - sxz, sxy + syx, syy - sxx - szz, syz + szy),
+        (sxy - syx, szx + sxz, syz + szy, szz - sxx - syy))], -2)
+    values, vectors = torch.linalg.eigh(n.detach())
+    top = vectors[..., -1]  # (w, x, y, z), the eigenvector of the largest eigenvalue
+    others = vectors[..., :-1]
+    resolvent = (others / (values[..., -1:] - values[..., :-1])[..., None, :]) @ others.mT
+    # first-order perturbation of the top eigenvector: its value is ``top``, its gradient sees the top gap alone
+    quaternion = top + (resolvent @ ((n - n.detach()) @ top[..., None]))[..., 0]
+    rotation = SO3(torch.cat([quaternion[..., 1:], quaternion[..., :1]], -1))
+    return SE3.from_rotation_translation(rotation, target_mean - rotation.act(source_mean))
 
 
 def rigid_step(network: RegistrationEGNN, points: Tensor, target: Tensor, t: Tensor | None = None) -> SE3:
     """The rigid motion ``Δ`` (SE3 ``[B]``) the network proposes for ``points [B, n, 3]`` towards ``target [B, m, 3]``:
-    the weighted Kabsch fit of ``points`` to ``points + displacement`` with the network's weights."""
+    the weighted fit (:func:`quaternion_fit`) of ``points`` to ``points + displacement`` with the network's
+    weights."""
     displacement, weight = network(points, target, t)
-    return kabsch(points, points + displacement, weight)
+    return quaternion_fit(points, points + displacement, weight)
 
 
 def conditional_score(diffusion: SE3Diffusion, x0: SE3, xt: SE3, t: Tensor) -> Tensor:
