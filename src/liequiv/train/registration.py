@@ -94,7 +94,7 @@ class RegistrationTask:
 
     def configure(self, config: TrainConfig) -> None:
         """This run's data sizes and sampler (the loop calls this before it asks for the data)."""
-        self.data = {key: type(default)(config.extra.get(key, default)) for key, default in _DATA.items()}
+        self.data = {key: config.extra.get(key, default) for key, default in _DATA.items()}
         self.sampling = None
         if config.model == "diffusion":
             self.sampling = {"steps": int(config.extra.get("sample_steps", 20)),
