@@ -99,6 +99,22 @@ def test_denoiser_predicts_the_pose_that_moves_source_onto_target() -> None:
     assert _close(model.denoise(xt, t, source, target), motion) < 1e-10
 
 
+@pytest.mark.parametrize("objective", ["pose", "dsm"])
+def test_training_objectives(objective: str) -> None:
+    """A denoiser that always predicts the true pose has zero pose loss; DSM gives a finite positive scalar."""
+    source, target, motion = _clouds()
+    model = RegistrationDiffusion(hidden=8, layers=1, objective=objective).double()
+    model.network = ToTarget()
+    loss = model(source, target, motion.params)
+    assert loss.shape == () and torch.isfinite(loss)
+    assert (float(loss) < 1e-20) if objective == "pose" else (float(loss) > 0)
+
+
+def test_unknown_objective_is_refused() -> None:
+    with pytest.raises(ValueError, match="objective"):
+        RegistrationDiffusion(objective="elbo")
+
+
 def test_conditional_score_is_the_score_of_add_noise() -> None:
     diffusion = SE3Diffusion()
     x0 = SE3.random((64,), generator=torch.Generator().manual_seed(2), dtype=torch.float64)

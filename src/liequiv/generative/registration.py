@@ -7,7 +7,8 @@ The denoiser moves the source by the noisy pose ``x_t``, lets the network displa
 target, fits the rigid increment ``Δ`` of that displacement by weighted least squares (:func:`rigid_step`, the
 Kabsch problem) and predicts the clean pose ``x̂_0 = Δ · x_t``. The score that
 :class:`~liequiv.generative.SE3Diffusion` asks for is then the score of ``p(x_t | x_0 = x̂_0)``
-(:func:`conditional_score`), so that training is its denoising score matching.
+(:func:`conditional_score`), which the samplers integrate; training is its denoising score matching or a pose loss
+on ``x̂_0``.
 
 Equivariance: the network sees the source only through ``x_t · source``, so changing the source's frame by ``S``
 (source ``S · source``, pose ``x_t · S⁻¹``) gives ``x̂_0 · S⁻¹``; moving the target by ``W`` (pose ``W · x_t``) gives
@@ -24,7 +25,10 @@ from liequiv.generative.lie_diffusion import SE3Diffusion
 from liequiv.groups import SE3, SO3
 from liequiv.models.registration_egnn import RegistrationEGNN
 
-__all__ = ["RegistrationDiffusion", "conditional_score", "quaternion_fit", "rigid_step"]
+__all__ = ["OBJECTIVES", "RegistrationDiffusion", "conditional_score", "pose_error", "quaternion_fit",
+           "rigid_step"]
+
+OBJECTIVES = ("pose", "dsm")
 
 
 def quaternion_fit(source: Tensor, target: Tensor, weights: Tensor) -> SE3:
@@ -76,17 +80,34 @@ def conditional_score(diffusion: SE3Diffusion, x0: SE3, xt: SE3, t: Tensor) -> T
     return torch.cat([translation, rotation], -1)
 
 
+def pose_error(estimate: SE3, truth: SE3, points: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The mean squared distance ``[B]`` between ``estimate · p`` and ``truth · p`` over the ``points [B, n, 3]``
+    (those where ``mask [B, n]`` holds, if given)."""
+    squared = (estimate[:, None].act(points) - truth[:, None].act(points)).square().sum(-1)
+    if mask is None:
+        return squared.mean(-1)
+    mask = mask.to(squared.dtype)
+    return (squared * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+
+
 class RegistrationDiffusion(nn.Module):
     """Denoiser network + :class:`~liequiv.generative.SE3Diffusion` over the pose ``[B]`` of ``source [B, n, 3]``
     relative to ``target [B, m, 3]``.
 
-    ``forward(source, target, motion [B, 7])``: the denoising score-matching loss (a scalar); ``sample``: poses.
+    ``forward(source, target, motion [B, 7], inlier [B, n] | None)``: the training loss (a scalar), by ``objective``:
+    ``"pose"``, :func:`pose_error` of ``x̂_0`` at ``t ~ U[min_t, 1]`` (the registration loss on the denoised pose, as
+    Jiang et al. train their surrogate model), or ``"dsm"``, the diffusion's denoising score matching (weighted by
+    the signal-to-noise ratio through the score at small t). ``sample``: poses.
     """
 
-    def __init__(self, hidden: int = 64, layers: int = 4, k: int = 8, diffusion: SE3Diffusion | None = None) -> None:
+    def __init__(self, hidden: int = 64, layers: int = 4, k: int = 8, diffusion: SE3Diffusion | None = None,
+                 objective: str = "pose") -> None:
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.network = RegistrationEGNN(hidden, layers, k)
         self.diffusion = diffusion if diffusion is not None else SE3Diffusion()
+        self.objective = objective
 
     def denoise(self, xt: SE3, t: Tensor, source: Tensor, target: Tensor) -> SE3:
         """The predicted clean pose ``x̂_0 = Δ · x_t`` (SE3 ``[B]``) at noisy poses ``xt [B]`` and times ``t [B]``."""
@@ -97,8 +118,14 @@ class RegistrationDiffusion(nn.Module):
         """The score ``[B, 6]`` of ``p(x_t | x_0 = x̂_0)``: the score model of the diffusion."""
         return conditional_score(self.diffusion, self.denoise(xt, t, source, target), xt, t)
 
-    def forward(self, source: Tensor, target: Tensor, motion: Tensor) -> Tensor:
-        return self.diffusion.loss(self.score, SE3(motion), source=source, target=target)
+    def forward(self, source: Tensor, target: Tensor, motion: Tensor, inlier: Tensor | None = None) -> Tensor:
+        x0 = SE3(motion)
+        if self.objective == "dsm":
+            return self.diffusion.loss(self.score, x0, source=source, target=target)
+        min_t = self.diffusion.min_t
+        t = min_t + (1 - min_t) * torch.rand(x0.shape, dtype=x0.dtype, device=x0.device)
+        xt, _ = self.diffusion.add_noise(x0, t)
+        return pose_error(self.denoise(xt, t, source, target), x0, source, inlier).mean()
 
     @torch.no_grad()
     def sample(self, source: Tensor, target: Tensor, *, steps: int = 30, sampler: str = "sde",

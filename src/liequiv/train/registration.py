@@ -3,13 +3,14 @@ shape onto another (:class:`~liequiv.data.shapes.RegistrationDataset`; by defaul
 to 45°, translations up to 0.5 per axis, noise 0.01, 70 % half-space views; 2,000 / 200 / 200 pairs).
 
 Models: ``diffusion`` (:class:`~liequiv.generative.registration.RegistrationDiffusion`, SE(3) diffusion over the
-pose with :class:`~liequiv.models.registration_egnn.RegistrationEGNN` as denoiser, trained on its denoising
-score-matching loss, ``dsm``; evaluated on one pose a pair, drawn in ``sample_steps`` steps of ``sampler`` from a
-fixed seed per batch), ``regressor`` (the same network once, at t = 0 from the identity pose, trained on the mean
-squared distance between the estimated and the true motion of the source's inlier points, ``pose_mse``) and
-``icp`` (trimmed ICP from ``n_starts`` rotations, :func:`~liequiv.models.registration.icp_with_restarts`; nothing
-to train: run it with ``--epochs 0``, its default). Metrics: the rotation error in degrees (the monitor), the
-translation error, and the success rate at 5° and 0.1 (``failure``, one minus it, so that lower is better).
+pose with :class:`~liequiv.models.registration_egnn.RegistrationEGNN` as denoiser, trained (``diffusion_loss``) on
+the squared distance between the source's inlier points moved by the denoised and by the true pose at random noise
+levels (``objective="pose"``) or on denoising score matching (``"dsm"``); evaluated on one pose a pair, drawn in
+``sample_steps`` steps of ``sampler`` from a fixed seed per batch), ``regressor`` (the same network once, at t = 0
+from the identity pose, trained on that squared distance for its estimate, ``pose_mse``) and ``icp`` (trimmed ICP
+from ``n_starts`` rotations, :func:`~liequiv.models.registration.icp_with_restarts`; nothing to train: run it with
+``--epochs 0``, its default). Metrics: the rotation error in degrees (the monitor), the translation error, and the
+success rate at 5° and 0.1 (``failure``, one minus it, so that lower is better).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from liequiv.generative.registration import pose_error, rigid_step
 from liequiv.groups import SE3
+from liequiv.models.registration_egnn import RegistrationEGNN
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 from liequiv.train.registration_metrics import rotation_error, success, translation_error
 
@@ -44,13 +47,9 @@ class RegistrationRegressor(nn.Module):
 
     def __init__(self, hidden: int = 64, layers: int = 4, k: int = 8) -> None:
         super().__init__()
-        from liequiv.models.registration_egnn import RegistrationEGNN
-
         self.network = RegistrationEGNN(hidden, layers, k)
 
     def forward(self, source: Tensor, target: Tensor) -> SE3:
-        from liequiv.generative.registration import rigid_step
-
         return rigid_step(self.network, source, target)
 
 
@@ -89,7 +88,8 @@ class RegistrationTask:
         common = {"batch_size": 25, "lr": 1e-3, "weight_decay": 1e-12, "hidden": 32, "layers": 3, "clip_grad": 1.0,
                   "threads": 1}
         if model == "diffusion":
-            return {**common, "epochs": 10, "extra": {**_DATA, "k": 8, "sample_steps": 20, "sampler": "sde"}}
+            return {**common, "epochs": 10, "extra": {**_DATA, "k": 8, "objective": "pose", "sample_steps": 20,
+                                                                 "sampler": "sde"}}
         return {**common, "epochs": 10, "extra": {**_DATA, "k": 8}}
 
     def configure(self, config: TrainConfig) -> None:
@@ -118,7 +118,8 @@ class RegistrationTask:
         if config.model == "diffusion":
             from liequiv.generative.registration import RegistrationDiffusion
 
-            return RegistrationDiffusion(config.hidden, config.layers, k)
+            return RegistrationDiffusion(config.hidden, config.layers, k,
+                                         objective=str(config.extra.get("objective", "pose")))
         if config.model == "regressor":
             return RegistrationRegressor(config.hidden, config.layers, k)
         if config.model == "icp":
@@ -140,10 +141,7 @@ class RegistrationTask:
             return torch.zeros(()), registration_metrics(self.predict(model, batch), truth)
         count = torch.tensor(float(source.shape[0]), dtype=torch.float64)
         if self.sampling is not None:
-            loss = model(source, target, batch["motion"])
-            return loss, {"dsm": torch.stack([loss.detach().double() * count, count])}
-        estimate = model(source, target)
-        inlier = batch["source_inlier"].to(source.dtype)
-        squared = (estimate[:, None].act(source) - truth[:, None].act(source)).square().sum(-1)
-        loss = ((squared * inlier).sum(-1) / inlier.sum(-1).clamp_min(1)).mean()
+            loss = model(source, target, batch["motion"], batch["source_inlier"])
+            return loss, {"diffusion_loss": torch.stack([loss.detach().double() * count, count])}
+        loss = pose_error(model(source, target), truth, source, batch["source_inlier"]).mean()
         return loss, {"pose_mse": torch.stack([loss.detach().double() * count, count])}
