@@ -29,6 +29,7 @@ __all__ = ["OBJECTIVES", "RegistrationDiffusion", "conditional_score", "pose_err
            "rigid_step"]
 
 OBJECTIVES = ("pose", "dsm")
+WEIGHT_FLOOR = 1e-4
 
 
 def quaternion_fit(source: Tensor, target: Tensor, weights: Tensor) -> SE3:
@@ -64,9 +65,10 @@ def quaternion_fit(source: Tensor, target: Tensor, weights: Tensor) -> SE3:
 def rigid_step(network: RegistrationEGNN, points: Tensor, target: Tensor, t: Tensor | None = None) -> SE3:
     """The rigid motion ``Δ`` (SE3 ``[B]``) the network proposes for ``points [B, n, 3]`` towards ``target [B, m, 3]``:
     the weighted fit (:func:`quaternion_fit`) of ``points`` to ``points + displacement`` with the network's
-    weights."""
+    weights plus ``WEIGHT_FLOOR`` (the network's softplus weights can underflow to zero for every point of a cloud,
+    where the fit and its gradient would be undefined)."""
     displacement, weight = network(points, target, t)
-    return quaternion_fit(points, points + displacement, weight)
+    return quaternion_fit(points, points + displacement, weight + WEIGHT_FLOOR)
 
 
 def conditional_score(diffusion: SE3Diffusion, x0: SE3, xt: SE3, t: Tensor) -> Tensor:
