@@ -169,10 +169,13 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
     if config.train_size is not None:
         train_set = Subset(train_set, range(min(config.train_size, len(train_set))))
     model = task.build_model(config, train_set)
-    n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    parameters = list(model.parameters())
+    n_params = sum(p.numel() for p in parameters)
+    if not parameters and config.epochs:  # a fixed baseline (ICP) is only evaluated
+        raise ValueError(f"model {config.model!r} has no parameters to train: run it with epochs 0")
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay) if parameters else None
     scheduler = None
-    if config.lr_patience is not None:
+    if config.lr_patience is not None and optimizer is not None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
                                                                patience=config.lr_patience)
     ema = None

@@ -96,8 +96,15 @@ def _qm9_task() -> Task:
     return QM9Task()
 
 
+def _registration_task() -> Task:
+    from liequiv.train.registration import RegistrationTask
+
+    return RegistrationTask()
+
+
 TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task,
-                                        "trajectory": _trajectory_task, "qm9": _qm9_task}
+                                        "trajectory": _trajectory_task, "qm9": _qm9_task,
+                                        "registration": _registration_task}
 
 
 def get_task(name: str) -> Task:
