@@ -19,6 +19,7 @@ from liequiv.generative.lie_diffusion import SE3Diffusion, SO3Diffusion
 from liequiv.generative.lie_flow import GeodesicFlowMatching
 from liequiv.generative.ode import integrate_ode
 from liequiv.generative.pfgm import pfgm_noise, pfgm_radius
+from liequiv.generative.registration import RegistrationDiffusion
 from liequiv.generative.schedules import CosineSchedule, LinearSchedule, NoiseSchedule, PolynomialSchedule, get_schedule
 from liequiv.generative.trajectory import TrajectoryDiffusion, constant_velocity_prior
 
@@ -30,6 +31,7 @@ __all__ = [
     "LinearSchedule",
     "NoiseSchedule",
     "PolynomialSchedule",
+    "RegistrationDiffusion",
     "SE3Diffusion",
     "SO3Diffusion",
     "TrajectoryDiffusion",
