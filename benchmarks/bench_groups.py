@@ -23,7 +23,6 @@ The ratio columns are ``peer time / liequiv time``: above 1 means liequiv is fas
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -33,6 +32,7 @@ import torch
 
 import markdown_tables
 from liequiv.groups import SE3, SO3
+from timing import medians_ms
 
 OPS = ("exp", "log", "compose", "act")
 LIBRARIES = ("liequiv", "pypose", "roma")
@@ -181,17 +181,6 @@ def _runner(name: str, group: str, op: str, inputs: list[torch.Tensor], backward
     return forward_backward
 
 
-def _medians_ms(runners: dict[str, Callable[[], None]], repeats: int, clock: Callable[[], float]) -> dict[str, float]:
-    for run in runners.values():  # warm-up
-        run()
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():  # round-robin
-            start = clock()
-            run()
-            times[name].append(clock() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -225,7 +214,7 @@ def main() -> None:
             inputs = _inputs(group, op, args.n, torch.float32)
             for backward in (False, True):
                 runners = {name: _runner(name, group, op, inputs, backward) for name in LIBRARIES}
-                times = _medians_ms({k: v for k, v in runners.items() if v is not None}, args.repeats, clock)
+                times = medians_ms({k: v for k, v in runners.items() if v is not None}, args.repeats, clock)
                 ours = times["liequiv"]
                 mode = "fwd+bwd" if backward else "fwd"
                 row = f"{group:<5} {op:<8} {mode:<8} {ours:>9.1f}"

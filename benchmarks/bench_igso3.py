@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 from collections.abc import Callable
 
@@ -33,6 +32,7 @@ import torch
 import markdown_tables
 from liequiv.generative import igso3
 from liequiv.generative.igso3 import igso3_density, sample_igso3
+from timing import medians_ms
 
 SIGMAS = (0.1, 0.5, 1.5)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -110,21 +110,6 @@ def cross_check() -> dict[tuple[float, str], tuple[float, float]]:
     return errors
 
 
-# ------------------------------------------------------------------ timing
-
-
-def _medians_ms(runners: dict[str, Callable[[], object]], repeats: int, clock: Callable[[], float]) -> dict[str, float]:
-    for run in runners.values():  # warm-up
-        run()
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():  # round-robin
-            start = clock()
-            run()
-            times[name].append(clock() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
-
 
 def _runners(op: str, sigma: float, n: int, dtype: torch.dtype) -> dict[str, Callable[[], object]]:
     g = torch.Generator().manual_seed(1)
@@ -165,7 +150,7 @@ def main() -> None:
     for op in ("density", "sample"):
         for sigma in SIGMAS:
             for name, dtype in DTYPES.items():
-                times = _medians_ms(_runners(op, sigma, args.n, dtype), args.repeats, clock)
+                times = medians_ms(_runners(op, sigma, args.n, dtype), args.repeats, clock)
                 ours, peer = times["liequiv"], times["series"]
                 print(f"{op:<8} {sigma:>5} {name:<8} {ours:>9.1f} {peer:>9.1f} {peer / ours:>6.2f}x", flush=True)
                 rows.append([op, f"{sigma}", name, f"{ours:.1f}", f"{peer:.1f}", f"{peer / ours:.2f}×"])
