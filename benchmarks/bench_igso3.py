@@ -110,7 +110,6 @@ def cross_check() -> dict[tuple[float, str], tuple[float, float]]:
     return errors
 
 
-
 def _runners(op: str, sigma: float, n: int, dtype: torch.dtype) -> dict[str, Callable[[], object]]:
     g = torch.Generator().manual_seed(1)
     if op == "density":
