@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     qm9.add_argument("--target", default=None, help="mu | alpha | homo | lumo | gap | r2 | zpve | U0 | U | H | G | Cv")
     qm9.add_argument("--valid-size", type=_POSITIVE_INT, default=None, help="use only the first N validation molecules")
     qm9.add_argument("--test-size", type=_POSITIVE_INT, default=None, help="use only the first N test molecules")
+    registration = train.add_argument_group("registration")
+    registration.add_argument("--view", default=None, choices=("full", "halfspace", "hpr"),
+                              help="what each cloud sees of the shape (default full)")
+    registration.add_argument("--visible", type=_POSITIVE, default=None, help="kept fraction of a halfspace view")
+    registration.add_argument("--max-angle", type=_POSITIVE, default=None, help="largest rotation, degrees (<= 180)")
+    registration.add_argument("--sampling", default=None, choices=("shared", "independent"),
+                              help="both views cut from one draw of surface points (default) or from two")
     md = commands.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
     md.add_argument("--checkpoint", required=True, help="best.pt or last.pt of liequiv train md17 | materials")
     md.add_argument("--structure", required=True, help="a file ASE reads, cu, cuni, or an rMD17 molecule name")
@@ -143,7 +150,8 @@ _EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stre
           "split": "sizes", "tp_backend": "tp_backend", "correlation": "correlation", "lmax": "lmax",
           "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
           "forces_weight": "forces_weight", "dtype": "dtype", "target": "target", "valid_size": "valid_size",
-          "test_size": "test_size"}
+          "test_size": "test_size", "view": "view", "visible": "visible", "max_angle": "max_angle",
+          "sampling": "sampling"}
 
 
 def _train(args: argparse.Namespace) -> int:

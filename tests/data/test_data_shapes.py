@@ -178,6 +178,25 @@ def test_the_motion_maps_source_surface_onto_the_target(view: str) -> None:
     assert np.abs(shape.implicit((moved - t) @ rotation)).max() < 1e-6
 
 
+@pytest.mark.parametrize("view", ["halfspace", "full"])
+def test_shared_points_cut_both_views_from_one_draw(view: str) -> None:
+    """With ``shared_points`` the target (moved back) consists of the same surface points as the source where the
+    views overlap (all of them for full views, in another order); independent draws share none."""
+    matches = {}
+    for shared in (True, False):
+        config = RegistrationConfig(**{**CLEAN.__dict__, "view": view, "shared_points": shared})
+        rng = np.random.default_rng(11)
+        pair = registration_sample(random_shape(rng), rng, config)
+        back = SE3(torch.from_numpy(pair["motion"])).inverse().act(torch.from_numpy(pair["target"])).numpy()
+        distance = np.linalg.norm(pair["source"][:, None] - back[None], axis=-1).min(1)
+        matches[shared] = (distance < 1e-9).mean()
+        if shared and view == "full":
+            assert matches[shared] == 1.0
+            assert not np.allclose(back, pair["source"])  # permuted
+    assert matches[False] == 0.0
+    assert 0.3 < matches[True] <= 1.0
+
+
 def test_halfspace_view_of_a_sphere_is_a_hemisphere() -> None:
     """Keeping half of a sphere's points along a direction d leaves the hemisphere x·d ≥ 0, centroid d/2."""
     x = partial_view(Superquadric((1.0, 1.0, 1.0)), 4000, np.random.default_rng(8), "halfspace", visible=0.5)

@@ -1,4 +1,5 @@
-"""RegistrationEGNN: its graph against brute force, E(3) equivariance, permutations, bad input."""
+"""RegistrationEGNN: its neighbour graph and local geometry, E(3) equivariance, permutations, the proximity term,
+bad input."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from liequiv.groups import SO3
-from liequiv.models.registration_egnn import RegistrationEGNN
+from liequiv.models.registration_egnn import RegistrationEGNN, local_geometry
 from liequiv.nn.graph import knn_edges
 
 DT = torch.float64
@@ -41,18 +42,44 @@ def test_knn_edges_brute_force():
         knn_edges(src, src, 9, exclude_self=True)
 
 
-def test_graph_joins_the_clouds():
+def test_local_geometry_is_invariant_and_sees_planes():
+    points = _clouds(b=2, n=20)[0]
+    node, pair, edges = local_geometry(points, 6)
+    g = torch.Generator().manual_seed(5)
+    for sign in (1, -1):
+        rot = SO3.random((), generator=g, dtype=DT).as_matrix() * sign
+        node2, pair2, edges2 = local_geometry(points @ rot.T + torch.randn(3, generator=g, dtype=DT), 6)
+        assert torch.equal(edges2, edges)
+        assert (node2 - node).abs().max() < 1e-10 and (pair2 - pair).abs().max() < 1e-10
+    assert (pair[:, 0] - torch.linalg.vector_norm(points.reshape(-1, 3)[edges[0]] - points.reshape(-1, 3)[edges[1]],
+                                                  dim=-1)).abs().max() < 1e-12
+    # points of a tilted plane: zero thickness, parallel normals, normals orthogonal to every edge
+    plane = torch.cat([torch.rand(1, 30, 2, generator=g, dtype=DT), torch.zeros(1, 30, 1, dtype=DT)], -1)
+    plane = plane @ SO3.random((), generator=g, dtype=DT).as_matrix().T
+    node, pair, _ = local_geometry(plane, 5)
+    assert node[..., 0].abs().max() < 1e-7 and (node[..., 1:] > 1e-3).all()
+    assert (pair[:, 1] - 1).abs().max() < 1e-10 and pair[:, 2:].abs().max() < 1e-10
+
+
+def test_matching_without_proximity_ignores_the_relative_pose():
+    """Where β(t) = 0 the soft correspondences depend on each cloud's shape alone: moving the source by any rigid
+    motion leaves its matched target points and its weights unchanged; with β > 0 they change."""
     model = _model()
-    source, target, _ = _clouds(n=6, m=5)
-    edge_index, edge_attr = model.graph(source, target)
-    joint = torch.cat([source, target], 1).reshape(-1, 3)
-    is_source = (torch.arange(joint.shape[0]) % 11) < 6
-    cross = is_source[edge_index[0]] != is_source[edge_index[1]]
-    assert torch.equal(edge_attr[:, 1].bool(), cross)
-    assert (edge_index[0] // 11 == edge_index[1] // 11).all()  # never across samples
-    # each node has k = 4 neighbours in its own cloud and 4 in the other
-    counts = torch.bincount(edge_index[1], minlength=joint.shape[0])
-    assert (counts == 8).all()
+    source, target, t = _clouds()
+    motion = (SO3.random((), generator=torch.Generator().manual_seed(6), dtype=DT).as_matrix(),
+              torch.tensor([0.3, -1.0, 2.0], dtype=DT))
+    moved = source @ motion[0].T + motion[1]
+    displacement, weight = model(source, target, t)
+    displacement2, weight2 = model(moved, target, t)
+    assert ((moved + displacement2) - (source + displacement)).abs().max() > 1e-3
+    with torch.no_grad():
+        model.proximity[-1].bias.fill_(-800.0)  # softplus(-800) = 0 in float64
+    displacement, weight = model(source, target, t)
+    displacement2, weight2 = model(moved, target, t)
+    assert ((moved + displacement2) - (source + displacement)).abs().max() < 1e-10
+    assert (weight2 - weight).abs().max() < 1e-10
+    logits, _ = model.matching(source, target, t)  # the matches are the attention-weighted target points
+    assert ((source + displacement) - torch.softmax(logits, -1) @ target).abs().max() < 1e-12
 
 
 def test_equivariance_and_permutations():

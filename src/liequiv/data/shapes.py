@@ -400,16 +400,21 @@ def hidden_point_removal(points: np.ndarray, camera: np.ndarray, gamma: float = 
     return hull.vertices[hull.vertices < len(points)]
 
 
+def view_pool_size(n_points: int, view: str = "halfspace", visible: float = 0.7) -> int:
+    """How many surface points :func:`partial_view` draws to keep ``n_points`` of them."""
+    return {"full": n_points, "halfspace": math.ceil(n_points / visible), "hpr": 4 * n_points}[view]
+
+
 def partial_view(shape: Surface, n_points: int, rng: np.random.Generator, view: str = "halfspace",
-                 visible: float = 0.7) -> np.ndarray:
-    """``n_points`` surface points ``[n_points, 3]`` of ``shape`` seen from a random direction (see the module)."""
+                 visible: float = 0.7, pool: np.ndarray | None = None) -> np.ndarray:
+    """``n_points`` surface points ``[n_points, 3]`` of ``shape`` seen from a random direction (see the module),
+    cut from ``pool`` (``[view_pool_size(...), 3]`` surface points) if given, else from a fresh sample."""
+    points = shape.sample(view_pool_size(n_points, view, visible), rng) if pool is None else pool
     if view == "full":
-        return shape.sample(n_points, rng)
+        return points if pool is None else points[rng.permutation(len(points))]
     direction = _unit_vectors(rng, 1)[0]
     if view == "halfspace":
-        points = shape.sample(math.ceil(n_points / visible), rng)
         return points[np.argsort(-(points @ direction), kind="stable")[:n_points]]
-    points = shape.sample(4 * n_points, rng)
     seen = points[hidden_point_removal(points, CAMERA_DISTANCE * direction)]
     pick = rng.choice(len(seen), n_points, replace=len(seen) < n_points)
     return seen[pick]
@@ -431,7 +436,9 @@ class RegistrationConfig:
     ``noise`` is the standard deviation of the Gaussian noise per coordinate and ``max_translation`` the bound of
     each translation component, both in units of the shape's scale (radius 1); ``max_angle`` is in degrees
     (``None``: uniform on SO(3)); ``outliers`` is the fraction of each cloud's points replaced by outliers;
-    ``visible`` the fraction of a half-space view that is kept.
+    ``visible`` the fraction of a half-space view that is kept; ``shared_points`` cuts both views from one draw of
+    surface points (the protocol of DCP and RPM-Net: the clouds differ by view, noise and outliers, not by
+    sampling) instead of two independent draws.
     """
 
     n_points: int = 1024
@@ -442,6 +449,7 @@ class RegistrationConfig:
     view: str = "halfspace"
     visible: float = 0.7
     kinds: tuple[str, ...] = ("union",)
+    shared_points: bool = False
     seed: int = 0
     store_dtype: str = "float32"
 
@@ -475,8 +483,11 @@ def registration_sample(shape: Surface, rng: np.random.Generator, config: Regist
     parameters ``(t, q)``, xyzw, of the motion taking source to target) and ``source_inlier``,
     ``target_inlier [n]`` (False where a point was replaced by an outlier)."""
     c = config
-    source, source_inlier = _corrupt(partial_view(shape, c.n_points, rng, c.view, c.visible), rng, c.noise, c.outliers)
-    target, target_inlier = _corrupt(partial_view(shape, c.n_points, rng, c.view, c.visible), rng, c.noise, c.outliers)
+    pool = shape.sample(view_pool_size(c.n_points, c.view, c.visible), rng) if c.shared_points else None
+    source, source_inlier = _corrupt(partial_view(shape, c.n_points, rng, c.view, c.visible, pool), rng, c.noise,
+                                     c.outliers)
+    target, target_inlier = _corrupt(partial_view(shape, c.n_points, rng, c.view, c.visible, pool), rng, c.noise,
+                                     c.outliers)
     q = random_rotation(rng, c.max_angle)
     t = rng.uniform(-c.max_translation, c.max_translation, 3)
     return {"source": source, "target": target @ rotation_matrix(q).T + t, "motion": np.concatenate([t, q]),

@@ -1,6 +1,9 @@
-"""The registration task, ``liequiv train registration``: the rigid motion mapping a partial view of a procedural
-shape onto another (:class:`~liequiv.data.shapes.RegistrationDataset`; by default 128 points a cloud, rotations up
-to 45°, translations up to 0.5 per axis, noise 0.01, 70 % half-space views; 2,000 / 200 / 200 pairs).
+"""The registration task, ``liequiv train registration``: the rigid motion mapping one view of a procedural shape
+onto another (:class:`~liequiv.data.shapes.RegistrationDataset`; by default 128 points a cloud, both views cut
+from one draw of surface points and listed in independent orders (DCP's protocol), rotations up to 45°,
+translations up to 0.5 per axis, noise 0.01; 2,000 / 200 / 200 pairs). ``--view halfspace --visible 0.7``
+(RPM-Net's partial views), ``--sampling independent`` (two draws of surface points) and ``--max-angle`` make it
+harder.
 
 Models: ``diffusion`` (:class:`~liequiv.generative.registration.RegistrationDiffusion`, SE(3) diffusion over the
 pose with :class:`~liequiv.models.registration_egnn.RegistrationEGNN` as denoiser, trained (``diffusion_loss``) on
@@ -29,7 +32,8 @@ from liequiv.train.registration_metrics import rotation_error, success, translat
 
 __all__ = ["ICPRegistration", "RegistrationRegressor", "RegistrationTask", "registration_metrics"]
 
-_DATA = {"n_points": 128, "max_angle": 45.0, "train_samples": 2000, "valid_samples": 200, "test_samples": 200}
+_DATA = {"n_points": 128, "max_angle": 45.0, "view": "full", "visible": 0.7, "sampling": "shared",
+         "train_samples": 2000, "valid_samples": 200, "test_samples": 200}
 
 
 def registration_metrics(estimate: SE3, truth: SE3) -> Metrics:
@@ -88,9 +92,9 @@ class RegistrationTask:
         common = {"batch_size": 25, "lr": 1e-3, "weight_decay": 1e-12, "hidden": 32, "layers": 3, "clip_grad": 1.0,
                   "threads": 1}
         if model == "diffusion":
-            return {**common, "epochs": 10, "extra": {**_DATA, "k": 8, "objective": "pose", "sample_steps": 20,
+            return {**common, "epochs": 10, "extra": {**_DATA, "k": 16, "objective": "pose", "sample_steps": 20,
                                                                  "sampler": "sde"}}
-        return {**common, "epochs": 10, "extra": {**_DATA, "k": 8}}
+        return {**common, "epochs": 10, "extra": {**_DATA, "k": 16}}
 
     def configure(self, config: TrainConfig) -> None:
         """This run's data sizes and sampler (the loop calls this before it asks for the data)."""
@@ -105,7 +109,9 @@ class RegistrationTask:
 
         data = self.data
         return tuple(RegistrationDataset(split, int(data[f"{split}_samples"]), n_points=int(data["n_points"]),
-                                         max_angle=data["max_angle"], cache_dir=self.cache_dir)
+                                         max_angle=data["max_angle"], view=str(data["view"]),
+                                         visible=float(data["visible"]), shared_points=data["sampling"] == "shared",
+                                         cache_dir=self.cache_dir)
                      for split in ("train", "valid", "test"))
 
     def collate(self, samples: list[Any]) -> Batch:
@@ -114,7 +120,7 @@ class RegistrationTask:
         return collate_registration(samples)
 
     def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
-        k = int(config.extra.get("k", 8))
+        k = int(config.extra.get("k", 16))
         if config.model == "diffusion":
             from liequiv.generative.registration import RegistrationDiffusion
 
