@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-grad", type=_POSITIVE, default=None, help="clip the gradient norm")
     train.add_argument("--lr-patience", type=_NON_NEGATIVE_INT, default=None,
                        help="evaluations without improvement before the LR is reduced")
+    train.add_argument("--lr-schedule", default=None, choices=("plateau", "cosine"),
+                       help="plateau (with --lr-patience) or cosine annealing to 0 over the epochs")
     md17 = train.add_argument_group("md17, materials (interatomic potentials)")
     md17.add_argument("--molecule", default=None, help="one of the ten rMD17 molecules (default: ethanol)")
     md17.add_argument("--material", default=None, help="materials: cu | cuni (EMT-labelled, default cu)")
@@ -164,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model {args.model!r} for task {args.task!r}; choose from {', '.join(task.models)}")
     config = TrainConfig(task=args.task, model=args.model, **task.defaults(args.model))
     for name in ("epochs", "batch_size", "lr", "weight_decay", "hidden", "layers", "seed", "train_size", "eval_every",
-                 "threads", "ema_decay", "clip_grad", "lr_patience"):
+                 "threads", "ema_decay", "clip_grad", "lr_patience", "lr_schedule"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)

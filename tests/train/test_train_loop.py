@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -82,6 +83,19 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         assert a["train_mse"] == pytest.approx(b["train_mse"], rel=1e-12, abs=0)
         assert a["val_mse"] == pytest.approx(b["val_mse"], rel=1e-12, abs=0)
     assert straight["test_mse"] == pytest.approx(resumed["test_mse"], rel=1e-12)
+
+
+def test_cosine_schedule_anneals_the_rate_and_resumes(tmp_path: Path) -> None:
+    straight = fit(ToyTask(), _config(tmp_path / "a", epochs=4, lr_schedule="cosine"), log=lambda s: None)
+    assert [r["lr"] for r in straight["history"]] == pytest.approx(
+        [_config(tmp_path).lr * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)], rel=1e-12)
+    fit(ToyTask(), _config(tmp_path / "b", epochs=4, lr_schedule="cosine"), log=lambda s: None)
+    resumed = fit(ToyTask(), _config(tmp_path / "b", epochs=6, lr_schedule="cosine", resume=True),
+                  log=lambda s: None)
+    assert [r["lr"] for r in resumed["history"][4:]] == pytest.approx(
+        [_config(tmp_path).lr * (1 + math.cos(math.pi * e / 6)) / 2 for e in (4, 5)], rel=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        fit(ToyTask(), _config(tmp_path / "c", lr_schedule="step"), log=lambda s: None)
 
 
 def test_checkpoint_of_another_model_and_missing_checkpoint(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 A task returns, for a batch, its loss and a dictionary of metrics as ``(sum, count)`` pairs; the loop sums them
 over batches and processes and divides once (names ending in ``_rmse`` are sums of squares, reported as the root
 of the mean). The task's ``monitor`` metric on the validation set picks the best epoch and drives the optional
-learning-rate schedule on plateau. Options: an exponential moving average of the weights (``ema_decay``; the
+learning-rate schedule on plateau (``lr_schedule="plateau"`` with ``lr_patience``); ``lr_schedule="cosine"``
+anneals the rate from ``lr`` to 0 over ``epochs`` instead (``lr (1 + cos(π e / epochs)) / 2`` in epoch ``e + 1``,
+counted from 0, as EGNN's QM9 runs). Options: an exponential moving average of the weights (``ema_decay``; the
 average is what is validated, tested and saved as ``best.pt``), gradient clipping by norm (``clip_grad``).
 The test set is evaluated with the weights of the best validation epoch, the ones in ``best.pt`` (with that
 ``epoch``, counted from 1); ``last.pt`` holds everything needed to resume.
@@ -82,6 +84,9 @@ class PredictionTask:
             plot_prediction(self, model, test_set[0], run_dir / "prediction.png")
 
 
+LR_SCHEDULES = ("plateau", "cosine")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run (written to ``config.json`` in the run directory)."""
@@ -105,6 +110,7 @@ class TrainConfig:
     clip_grad: float | None = None
     lr_patience: int | None = None  # evaluations without improvement before the learning rate is reduced
     lr_factor: float = 0.8
+    lr_schedule: str = "plateau"  # or "cosine"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,8 +180,10 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
     if not parameters and config.epochs:  # a fixed baseline (ICP) is only evaluated
         raise ValueError(f"model {config.model!r} has no parameters to train: run it with epochs 0")
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay) if parameters else None
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     scheduler = None
-    if config.lr_patience is not None and optimizer is not None:
+    if config.lr_schedule == "plateau" and config.lr_patience is not None and optimizer is not None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
                                                                patience=config.lr_patience)
     ema = None
@@ -213,6 +221,10 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
         sampler.set_epoch(epoch)
         totals: dict[str, Tensor] = {}
         epoch_start = time.perf_counter()
+        if config.lr_schedule == "cosine":  # from the epoch alone, so that a resumed run with more epochs follows it
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
         for step, batch in enumerate(train_loader):
             loss, metrics = task.loss(trained, batch)
             if not torch.isfinite(loss):
@@ -229,7 +241,7 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
         record: dict[str, float] = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in
                                                           reduce_metrics(totals, context).items()},
                                     "seconds": seconds, "samples_per_s": len(train_set) / seconds,
-                                    "lr": optimizer.param_groups[0]["lr"]}
+                                    "lr": lr}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             record.update({f"val_{k}": v for k, v in evaluate(task, evaluated, val_loader, context).items()})
             if scheduler is not None:
