@@ -12,6 +12,7 @@ from liequiv.data import gravity
 from liequiv.data.gravity import (
     GravityConfig,
     GravityDataset,
+    accelerations,
     collate_gravity,
     draw_initial_conditions,
     energy,
@@ -68,6 +69,19 @@ def test_energy_by_hand() -> None:
     vel = np.array([[1.0, 0, 0], [0, 0, 2]])
     expected = 0.5 + 2 - 1 / np.sqrt(2 + 0.01) + 5
     assert energy(GravityConfig(), loc, vel, np.array([[1.0], [-1.0]])) == pytest.approx(expected, rel=1e-14)
+
+
+def test_accelerations_are_minus_the_gradient_of_the_energy() -> None:
+    """Central differences (h = 1e-6) of the potential energy, with unit masses, for 3 random systems."""
+    init = draw_initial_conditions(SMALL, 3, np.random.RandomState(1))
+    loc, charges, h = init["loc0"], init["charges"], 1e-6
+    gradient = np.zeros_like(loc)
+    for index in np.ndindex(loc.shape[1:]):
+        step = np.zeros_like(loc)
+        step[(slice(None), *index)] = h
+        up, down = (energy(SMALL, loc + s, 0 * loc, charges) for s in (step, -step))
+        gradient[(slice(None), *index)] = (up - down) / (2 * h)
+    np.testing.assert_allclose(accelerations(SMALL, loc, charges), -gradient, rtol=0, atol=1e-7)
 
 
 def test_the_floor_is_never_crossed() -> None:

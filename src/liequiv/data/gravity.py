@@ -97,15 +97,34 @@ def draw_initial_conditions(config: GravityConfig, n_trajectories: int, rng: np.
     return {"loc0": loc0, "vel0": vel0, "charges": charges}
 
 
+def _acceleration(config: GravityConfig, x: np.ndarray, coupling: np.ndarray) -> np.ndarray:
+    """Accelerations on states ``x [3, N, T]`` (trajectories last, so that each operation is one long vector: several
+    times faster than ``[T, N, 3]`` for 5 particles), with ``coupling = k q_i q_j [N, N, T]``."""
+    diff = x[:, :, None, :] - x[:, None, :, :]  # [3, N, N, T]: x_i − x_j (zero on the diagonal)
+    weight = diff[0] * diff[0]
+    weight += diff[1] * diff[1]
+    weight += diff[2] * diff[2]
+    weight += config.softening**2
+    root = np.sqrt(weight)
+    root *= weight
+    np.divide(coupling, root, out=root)
+    diff *= root
+    acc = diff.sum(2)
+    acc[2] -= config.gravity
+    return acc
+
+
+def _pair_coupling(config: GravityConfig, charges: np.ndarray) -> np.ndarray:
+    """``k q_i q_j [N, N, T]`` from ``charges [T, N, 1]``."""
+    charges = np.asarray(charges, dtype=np.float64)
+    return np.ascontiguousarray((config.strength * charges * charges.swapaxes(-1, -2)).transpose(1, 2, 0))
+
+
 def accelerations(config: GravityConfig, loc: np.ndarray, charges: np.ndarray) -> np.ndarray:
     """``a_i = k q_i Σ_j q_j (x_i − x_j) / (|x_i − x_j|² + ε²)^{3/2} − g₀ e_z`` ``[T, N, 3]`` at ``loc [T, N, 3]``
     (unit masses), for ``charges [T, N, 1]``."""
-    diff = loc[..., :, None, :] - loc[..., None, :, :]  # [T, N, N, 3]: x_i − x_j (zero on the diagonal)
-    dist2 = (diff * diff).sum(-1) + config.softening**2
-    weight = config.strength * charges * charges.swapaxes(-1, -2) / (dist2 * np.sqrt(dist2))
-    acc = (weight[..., None] * diff).sum(-2)
-    acc[..., 2] -= config.gravity
-    return acc
+    x = np.ascontiguousarray(np.asarray(loc, dtype=np.float64).transpose(2, 1, 0))
+    return _acceleration(config, x, _pair_coupling(config, charges)).transpose(2, 1, 0)
 
 
 def integrate(config: GravityConfig, loc0: np.ndarray, vel0: np.ndarray, charges: np.ndarray) -> dict:
@@ -114,27 +133,29 @@ def integrate(config: GravityConfig, loc0: np.ndarray, vel0: np.ndarray, charges
     Returns ``loc``, ``vel [T, frames, N, 3]`` and ``bounces [T, frames]`` (floor reflections since the previous
     frame; 0 at frame 0).
     """
-    x, v = np.array(loc0, dtype=np.float64), np.array(vel0, dtype=np.float64)
-    charges = np.asarray(charges, dtype=np.float64)
-    if (x[..., 2] < 0).any():
+    x = np.array(np.transpose(loc0, (2, 1, 0)), dtype=np.float64, order="C")  # [3, N, T], a copy
+    v = np.array(np.transpose(vel0, (2, 1, 0)), dtype=np.float64, order="C")
+    if (x[2] < 0).any():
         raise ValueError("initial heights loc0[..., 2] must be >= 0 (the floor is z = 0)")
+    coupling = _pair_coupling(config, charges)
     frames, freq, dt = config.n_frames, config.sample_freq, config.dt
-    loc_out = np.empty((len(x), frames, *x.shape[1:]))
+    t, n = x.shape[2], x.shape[1]
+    loc_out = np.empty((t, frames, n, 3))
     vel_out = np.empty_like(loc_out)
-    bounces = np.zeros((len(x), frames), dtype=np.int64)
-    acc = accelerations(config, x, charges)
+    bounces = np.zeros((t, frames), dtype=np.int64)
+    acc = _acceleration(config, x, coupling)
     for step in range(config.n_steps + 1):
         if step % freq == 0:
-            loc_out[:, step // freq], vel_out[:, step // freq] = x, v
+            loc_out[:, step // freq], vel_out[:, step // freq] = x.T, v.T
         if step == config.n_steps:
             break
         v += acc * (dt / 2)
         x += v * dt
-        below = x[..., 2] < 0
-        x[..., 2] = np.abs(x[..., 2])
-        v[..., 2] = np.where(below, -v[..., 2], v[..., 2])
-        bounces[:, step // freq + 1] += below.sum(-1)
-        acc = accelerations(config, x, charges)
+        below = x[2] < 0  # [N, T]
+        np.abs(x[2], out=x[2])
+        v[2] = np.where(below, -v[2], v[2])
+        bounces[:, step // freq + 1] += below.sum(0)
+        acc = _acceleration(config, x, coupling)
         v += acc * (dt / 2)
     return {"loc": loc_out, "vel": vel_out, "bounces": bounces}
 
