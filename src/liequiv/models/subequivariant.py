@@ -31,6 +31,17 @@ from liequiv.nn.mlp import MLP
 UNIT_TOLERANCE = 1e-5  # how far |ĝ| may be from 1 (float32 normalization is good to about 1e-7)
 
 
+def _check_unit(gravity: Tensor) -> None:
+    if not torch.isfinite(gravity).all():
+        raise ValueError("gravity must be finite, got a NaN or infinite entry")
+    norm = torch.linalg.vector_norm(gravity, dim=-1)
+    if (norm == 0).any():
+        raise ValueError("gravity is the zero vector; give the unit direction of gravity")
+    if ((norm - 1).abs() > UNIT_TOLERANCE).any():
+        raise ValueError(f"gravity must be a unit vector (the direction; its strength is learned), got norms "
+                         f"{norm.tolist()}: pass gravity / |gravity|")
+
+
 def gravity_per_node(gravity: Tensor, batch: Tensor | None, num_nodes: int) -> Tensor:
     """The unit gravity direction of every node, ``[N, 3]``, from ``gravity [3]`` (one for all graphs) or ``[B, 3]``
     (one per graph, read through ``batch [N]``; ``batch`` may be omitted when B = 1).
@@ -41,14 +52,8 @@ def gravity_per_node(gravity: Tensor, batch: Tensor | None, num_nodes: int) -> T
         raise TypeError(f"gravity must be a floating tensor [3] or [B, 3], got {type(gravity).__name__}")
     if gravity.dim() not in (1, 2) or gravity.shape[-1] != 3:
         raise ValueError(f"gravity must have shape [3] or [B, 3] (B graphs), got {list(gravity.shape)}")
-    if not torch.isfinite(gravity).all():
-        raise ValueError("gravity must be finite, got a NaN or infinite entry")
-    norm = torch.linalg.vector_norm(gravity, dim=-1)
-    if (norm == 0).any():
-        raise ValueError("gravity is the zero vector; give the unit direction of gravity")
-    if ((norm - 1).abs() > UNIT_TOLERANCE).any():
-        raise ValueError(f"gravity must be a unit vector (the direction; its strength is learned), got norms "
-                         f"{norm.tolist()}: pass gravity / |gravity|")
+    if not torch.compiler.is_compiling():  # value checks read the tensor; torch.compile skips them
+        _check_unit(gravity)
     if gravity.dim() == 1:
         return gravity.expand(num_nodes, 3)
     if batch is None:
@@ -58,7 +63,8 @@ def gravity_per_node(gravity: Tensor, batch: Tensor | None, num_nodes: int) -> T
     if not isinstance(batch, Tensor) or batch.dtype not in (torch.int64, torch.int32) or batch.shape != (num_nodes,):
         raise ValueError(f"batch must be an integer tensor of shape [{num_nodes}], got "
                          f"{getattr(batch, 'dtype', type(batch).__name__)} {list(getattr(batch, 'shape', []))}")
-    if num_nodes and (int(batch.min()) < 0 or int(batch.max()) >= gravity.shape[0]):
+    checked = num_nodes and not torch.compiler.is_compiling()
+    if checked and (int(batch.min()) < 0 or int(batch.max()) >= gravity.shape[0]):
         raise ValueError(f"batch entries must lie in [0, {gravity.shape[0]}) for gravity [{gravity.shape[0]}, 3], "
                          f"got [{int(batch.min())}, {int(batch.max())}]")
     return gravity[batch]
