@@ -1,5 +1,6 @@
-"""Data sets generated locally (and cached): N-body systems, GFN2-xTB molecular dynamics, EMT materials, registration
-pairs of procedural shapes; QM9 read from the qm9pack package; atomistic frames."""
+"""Data sets generated locally (and cached): N-body systems, charged particles under gravity above a floor, GFN2-xTB
+molecular dynamics, EMT materials, registration pairs of procedural shapes; QM9 read from the qm9pack package;
+atomistic frames."""
 
 from liequiv.data.atoms import (
     AtomsDataset,
@@ -12,6 +13,7 @@ from liequiv.data.atoms import (
     rms_forces,
     write_extxyz,
 )
+from liequiv.data.gravity import GravityConfig, GravityDataset, collate_gravity
 from liequiv.data.materials import MATERIALS, MaterialsConfig, load_material, material_datasets
 from liequiv.data.molecules import MOLECULES, MDConfig, load_molecule, molecule_datasets, simulate_md, split_indices
 from liequiv.data.nbody import (
@@ -29,6 +31,8 @@ __all__ = [
     "MATERIALS",
     "MOLECULES",
     "AtomsDataset",
+    "GravityConfig",
+    "GravityDataset",
     "MDConfig",
     "MaterialsConfig",
     "NBodyConfig",
@@ -40,6 +44,7 @@ __all__ = [
     "average_num_neighbors",
     "check_frames",
     "collate_atoms",
+    "collate_gravity",
     "collate_nbody",
     "collate_qm9",
     "collate_registration",

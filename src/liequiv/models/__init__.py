@@ -11,8 +11,9 @@ from liequiv.models.eqmotion import EqMotion
 from liequiv.models.frame_averaged import FrameAveragedGNN
 from liequiv.models.ponita import PONITA, PONITAR3
 from liequiv.models.potential import TensorProductPotential
+from liequiv.models.subequivariant import SubequivariantEGNN
 from liequiv.models.unrolled import UnrolledEGNN
 from liequiv.nn.egnn import EGNNLayer
 
 __all__ = ["EGNN", "EGTN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "EqMotion", "FrameAveragedGNN", "LinearDynamics",
-           "TensorProductPotential", "UnrolledEGNN"]
+           "SubequivariantEGNN", "TensorProductPotential", "UnrolledEGNN"]
