@@ -102,9 +102,15 @@ def _registration_task() -> Task:
     return RegistrationTask()
 
 
+def _gravity_task() -> Task:
+    from liequiv.train.gravity import GravityTask
+
+    return GravityTask()
+
+
 TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task,
                                         "trajectory": _trajectory_task, "qm9": _qm9_task,
-                                        "registration": _registration_task}
+                                        "registration": _registration_task, "gravity": _gravity_task}
 
 
 def get_task(name: str) -> Task:
