@@ -179,11 +179,11 @@ class _MoleculeGenerator(nn.Module, ABC):
         return self.loss(positions, elements, batch, condition, generator=generator)
 
     @torch.no_grad()
-    def sample(self, n_atoms: Tensor, steps: int, sampler: str, condition: Tensor | None = None, *,
-               generator: torch.Generator | None = None,
-               dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Molecules of ``n_atoms [M]`` atoms each (on the device of ``n_atoms``) -> ``(positions [A, 3] (Å),
-        elements [A] (indices into SYMBOLS), batch [A])``, from ``steps`` steps of ``sampler``."""
+    def sample_state(self, n_atoms: Tensor, steps: int, sampler: str, condition: Tensor | None = None, *,
+                     generator: torch.Generator | None = None,
+                     dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Molecules of ``n_atoms [M]`` atoms each (on the device of ``n_atoms``), from ``steps`` steps of
+        ``sampler`` -> ``(positions [A, 3] (Å), features [A, F], batch [A])``."""
         if not isinstance(n_atoms, Tensor) or n_atoms.dtype != torch.int64 or n_atoms.dim() != 1:
             raise TypeError(f"n_atoms must be an int64 tensor [M], got {getattr(n_atoms, 'dtype', type(n_atoms))}")
         if n_atoms.numel() and int(n_atoms.min()) < 1:
@@ -195,7 +195,16 @@ class _MoleculeGenerator(nn.Module, ABC):
         context = {"num_molecules": num_molecules, "condition": condition}
         x = self._run_sampler((batch.shape[0], 3 + self.feature_dim), batch, steps, sampler, generator, dtype,
                               context)
-        return x[:, :3], x[:, 3:3 + len(SYMBOLS)].argmax(-1), batch
+        return x[:, :3], x[:, 3:], batch
+
+    def sample(self, n_atoms: Tensor, steps: int, sampler: str, condition: Tensor | None = None, *,
+               generator: torch.Generator | None = None,
+               dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`sample_state` with the features decoded: ``(positions [A, 3] (Å), elements [A] (indices into
+        SYMBOLS, the argmax of the one-hot block), batch [A])``."""
+        positions, features, batch = self.sample_state(n_atoms, steps, sampler, condition, generator=generator,
+                                                       dtype=dtype)
+        return positions, features[:, :len(SYMBOLS)].argmax(-1), batch
 
 
 class MoleculeDiffusion(_MoleculeGenerator):
