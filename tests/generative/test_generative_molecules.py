@@ -118,13 +118,22 @@ class ZeroDenoiser:
 
 
 class PointMass:
-    """The exact x₀-prediction of a single fixed molecule: the molecule itself, centered."""
+    """Exact predictions for data that is a single fixed molecule ``x_1`` (centered): ``x_0`` is the molecule,
+    ``ε = (x_t - α x_0) / σ`` (diffusion) and the velocity ``(x_1 - x_t) / (1 - t)`` (flow matching)."""
 
-    def __init__(self, pos: torch.Tensor, h: torch.Tensor) -> None:
-        self.pos, self.h = pos - pos.mean(0), h
+    def __init__(self, pos: torch.Tensor, h: torch.Tensor, kind: str, prediction: str | None = None) -> None:
+        self.x = torch.cat([pos - pos.mean(0), h], 1)
+        self.kind, self.prediction, self.schedule = kind, prediction, get_schedule("polynomial")
 
     def __call__(self, pos, h, t, batch, condition):
-        return self.pos.repeat(len(t), 1), self.h.repeat(len(t), 1)
+        x, x_t, t = self.x.repeat(len(t), 1), torch.cat([pos, h], 1), t[batch, None]
+        if self.kind == "flow":
+            out = (x - x_t) / (1 - t)
+        elif self.prediction == "eps":
+            out = (x_t - self.schedule.alpha(t) * x) / self.schedule.sigma(t)
+        else:
+            out = x
+        return out[:, :3], out[:, 3:]
 
 
 def molecules(g: torch.Generator, sizes=(3, 5, 4, 7)):
@@ -143,13 +152,29 @@ def test_loss_of_the_zero_eps_prediction_is_two(charge):
     assert abs(float(loss) - 2.0) < 0.03  # sampling error about 0.01
 
 
-def test_loss_of_the_exact_point_mass_prediction_is_zero():
+@pytest.mark.parametrize(("kind", "prediction"), [("diffusion", "eps"), ("diffusion", "x0"), ("flow", None)])
+def test_loss_of_the_exact_point_mass_prediction_is_zero(kind, prediction):
+    """Copies of one molecule, translated: the exact prediction of each molecule's own time has zero loss."""
     g = torch.Generator().manual_seed(3)
     pos, elements, batch = molecules(g, sizes=(5,) * 3)
-    h = atom_features(elements[:5], dtype=F64)
-    model = MoleculeDiffusion(PointMass(pos[:5], h), prediction="x0")
     same = torch.arange(15) % 5
-    assert float(model.loss(pos[same] + torch.randn(3, dtype=F64, generator=g), elements[same], batch)) < 1e-24
+    denoiser = PointMass(pos[:5], atom_features(elements[:5], dtype=F64), kind, prediction)
+    model = (MoleculeDiffusion(denoiser, prediction=prediction) if kind == "diffusion"
+             else MoleculeFlowMatching(denoiser))
+    shifts = torch.randn(3, 3, dtype=F64, generator=g)[batch]
+    assert float(model.loss(pos[same] + shifts, elements[same], batch, generator=g)) < 1e-20
+
+
+def test_denoiser_position_output_is_projected():
+    """A constant shift of the denoiser's position output is projected away: the samples stay as they were."""
+    def shifted(pos, h, t, batch, condition):
+        out_pos, out_h = exact(pos, h, t, batch, condition)
+        return out_pos + torch.tensor([1.0, -2.0, 0.5], dtype=F64), out_h
+
+    exact, n_atoms = GaussianMolecules("diffusion"), torch.tensor([3, 4])
+    samples = [MoleculeDiffusion(denoiser, schedule="cosine").sample_state(
+        n_atoms, 10, "ddim", generator=torch.Generator().manual_seed(8), dtype=F64)[0] for denoiser in (exact, shifted)]
+    assert (samples[0] - samples[1]).abs().max() < 1e-12
 
 
 def random_orthogonal(generator: torch.Generator, det: float) -> torch.Tensor:
