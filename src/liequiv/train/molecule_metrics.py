@@ -17,10 +17,12 @@ F 1); a molecule is stable when all its atoms are.
 
 **RDKit** (Landrum et al.): the molecule is read from an XYZ block, its bonds determined from the geometry with
 ``rdDetermineBonds.DetermineBonds`` (connectivity, then bond orders for a neutral molecule), and sanitized; a
-molecule that fails any step is invalid (nothing raises). Its SMILES is the canonical SMILES without stereochemistry
-of the hydrogen-suppressed molecule. Validity is the fraction of valid molecules, uniqueness the fraction of
-distinct SMILES among the valid ones, novelty the fraction of the distinct valid SMILES that are not among the
-training SMILES (canonicalized the same way).
+molecule that fails any step is invalid (nothing raises), and so is one that falls apart into several fragments or
+keeps radical electrons (stricter than EDM, which keeps the largest fragment: RDKit turns a cloud of unbonded atoms
+into charged ions, ``[C-4].[H+].[H+].[H+].[H+]``, which sanitize). Its SMILES is the canonical SMILES without
+stereochemistry of the hydrogen-suppressed molecule. Validity is the fraction of valid molecules, uniqueness the
+fraction of distinct SMILES among the valid ones, novelty the fraction of the distinct valid SMILES that are not
+among the training SMILES (canonicalized the same way).
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def atom_stability(elements: Array, positions: Array) -> np.ndarray:
 
 
 def rdkit_molecule(elements: Array, positions: Array):  # -> rdkit.Chem.Mol | None
-    """The sanitized RDKit molecule with bonds determined from the geometry, or ``None`` where RDKit fails."""
+    """The sanitized RDKit molecule with bonds determined from the geometry, or ``None`` where RDKit fails or the
+    result is not one connected closed-shell molecule (module docstring)."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem import rdDetermineBonds
 
@@ -96,11 +99,12 @@ def rdkit_molecule(elements: Array, positions: Array):  # -> rdkit.Chem.Mol | No
         mol = Chem.MolFromXYZBlock(_xyz_block(elements, positions))
         rdDetermineBonds.DetermineBonds(mol, charge=0)
         Chem.SanitizeMol(mol)
-        return mol
     except Exception:  # RDKit raises ValueError, RuntimeError or its own sanitization errors
         return None
     finally:
         RDLogger.EnableLog("rdApp.*")
+    connected = len(Chem.GetMolFrags(mol)) == 1
+    return mol if connected and not any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()) else None
 
 
 def canonical_smiles(mol) -> str:  # mol: rdkit.Chem.Mol
@@ -135,7 +139,7 @@ def molecule_metrics(elements_list: Sequence[Array], positions_list: Sequence[Ar
     unique = set(smiles)
     atoms = np.concatenate(stable_atoms) if stable_atoms else np.zeros(0, bool)
     metrics = {"atom_stability": _fraction(atoms.sum(), atoms.size),
-               "molecule_stability": _fraction(sum(bool(s.all()) for s in stable_atoms), len(stable_atoms)),
+               "molecule_stability": _fraction(sum(s.size > 0 and s.all() for s in stable_atoms), len(stable_atoms)),
                "validity": _fraction(len(smiles), len(mols)),
                "uniqueness": _fraction(len(unique), len(smiles))}
     if training_smiles is not None:
