@@ -108,8 +108,8 @@ def qm9_molecules():
 
 
 def test_qm9_molecules_are_stable_and_valid(qm9_molecules):
-    """EDM reports 99.0 % atom and 95.2 % molecule stability for the whole of QM9 with these tables; the first 200
-    molecules give 99.4 % and 97.0 %, 99 % of them valid, and RDKit's SMILES agree with QM9's."""
+    """The data are stable by EDM's tables (EDM reports 99.0 % of the atoms and 95.2 % of the molecules of QM9) and
+    valid, and RDKit's SMILES of the geometries agree with QM9's own SMILES."""
     from rdkit import Chem
 
     elements, positions, smiles = qm9_molecules

@@ -88,21 +88,20 @@ def atom_stability(elements: Array, positions: Array) -> np.ndarray:
 def rdkit_molecule(elements: Array, positions: Array):  # -> rdkit.Chem.Mol | None
     """The sanitized RDKit molecule with bonds determined from the geometry, or ``None`` where RDKit fails or the
     result is not one connected closed-shell molecule (module docstring)."""
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
     from rdkit.Chem import rdDetermineBonds
+    from rdkit.rdBase import BlockLogs
 
     elements, positions = _as_numpy(elements, positions)
     if not len(elements):
         return None
-    RDLogger.DisableLog("rdApp.*")
     try:
-        mol = Chem.MolFromXYZBlock(_xyz_block(elements, positions))
-        rdDetermineBonds.DetermineBonds(mol, charge=0)
-        Chem.SanitizeMol(mol)
+        with BlockLogs():
+            mol = Chem.MolFromXYZBlock(_xyz_block(elements, positions))
+            rdDetermineBonds.DetermineBonds(mol, charge=0)
+            Chem.SanitizeMol(mol)
     except Exception:  # RDKit raises ValueError, RuntimeError or its own sanitization errors
         return None
-    finally:
-        RDLogger.EnableLog("rdApp.*")
     connected = len(Chem.GetMolFrags(mol)) == 1
     return mol if connected and not any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()) else None
 
@@ -115,14 +114,12 @@ def canonical_smiles(mol) -> str:  # mol: rdkit.Chem.Mol
 
 
 def _canonical_training_smiles(smiles: Iterable[str]) -> set[str]:
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
+    from rdkit.rdBase import BlockLogs
 
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        mols = (Chem.MolFromSmiles(s) for s in smiles)
-        return {Chem.MolToSmiles(m, isomericSmiles=False) for m in mols if m is not None}
-    finally:
-        RDLogger.EnableLog("rdApp.*")
+    with BlockLogs():
+        mols = [Chem.MolFromSmiles(s) for s in smiles]
+    return {Chem.MolToSmiles(m, isomericSmiles=False) for m in mols if m is not None}
 
 
 def molecule_metrics(elements_list: Sequence[Array], positions_list: Sequence[Array],
