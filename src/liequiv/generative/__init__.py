@@ -17,6 +17,7 @@ from liequiv.generative.igso3 import (
 )
 from liequiv.generative.lie_diffusion import SE3Diffusion, SO3Diffusion
 from liequiv.generative.lie_flow import GeodesicFlowMatching
+from liequiv.generative.molecules import MoleculeDiffusion, MoleculeFlowMatching, atom_count_distribution
 from liequiv.generative.ode import integrate_ode
 from liequiv.generative.pfgm import pfgm_noise, pfgm_radius
 from liequiv.generative.registration import RegistrationDiffusion
@@ -29,12 +30,15 @@ __all__ = [
     "EuclideanFlowMatching",
     "GeodesicFlowMatching",
     "LinearSchedule",
+    "MoleculeDiffusion",
+    "MoleculeFlowMatching",
     "NoiseSchedule",
     "PolynomialSchedule",
     "RegistrationDiffusion",
     "SE3Diffusion",
     "SO3Diffusion",
     "TrajectoryDiffusion",
+    "atom_count_distribution",
     "centered_gaussian_log_density",
     "centered_noise",
     "constant_velocity_prior",

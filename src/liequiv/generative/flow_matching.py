@@ -86,6 +86,12 @@ class EuclideanFlowMatching:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(coupling={self.coupling!r}, center={self.center})"
 
+    def sample_noise(self, shape: Sequence[int], batch: Tensor | None, *, dtype: torch.dtype | None = None,
+                     device: torch.device | str | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """The noise ``x_0 [N, *shape]`` at ``t = 0``: ``N(0, I)``, in the zero-centre-of-mass subspace when
+        ``center``."""
+        return standard_noise(shape, batch, center=self.center, dtype=dtype, device=device, generator=generator)
+
     def path(self, x1: Tensor, t: Tensor | float, batch: Tensor | None = None, *,
              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``(x_t, u)``: the point ``x_t = (1 - t) x_0 + t x_1`` of the path from noise ``x_0`` (coupled to the data
@@ -95,8 +101,7 @@ class EuclideanFlowMatching:
         batch_index, num_samples = check_samples(x1.shape, batch, center=self.center, device=x1.device)
         t = check_times(t, num_samples, x1)
         x1 = remove_mean(x1, batch_index) if self.center else x1
-        x0 = standard_noise(x1.shape, batch_index, center=self.center, dtype=x1.dtype, device=x1.device,
-                            generator=generator)
+        x0 = self.sample_noise(x1.shape, batch_index, dtype=x1.dtype, device=x1.device, generator=generator)
         if self.coupling == "ot":
             x0 = minibatch_ot_coupling(x0, x1, batch_index)
         t_rows = per_row(t[batch_index], x1)
@@ -125,8 +130,7 @@ class EuclideanFlowMatching:
             device = batch.device
         batch_index, _ = check_samples(shape, batch, center=self.center, device=device)
         times = torch.linspace(0, 1, steps + 1, dtype=dtype, device=device)
-        x = standard_noise(shape, batch_index, center=self.center, dtype=times.dtype, device=device,
-                           generator=generator)
+        x = self.sample_noise(shape, batch_index, dtype=times.dtype, device=device, generator=generator)
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             return call_model(model, x, t.repeat(shape[0]), batch, context, center=self.center)

@@ -5,6 +5,7 @@ interatomic potential maps ``(numbers, pos, edge_index, batch)`` to energies and
 """
 
 from liequiv.models.baselines import GNN, LinearDynamics
+from liequiv.models.edm_denoiser import EDMDenoiser
 from liequiv.models.egnn import EGNN
 from liequiv.models.egtn import EGTN
 from liequiv.models.eqmotion import EqMotion
@@ -15,5 +16,5 @@ from liequiv.models.subequivariant import SubequivariantEGNN
 from liequiv.models.unrolled import UnrolledEGNN
 from liequiv.nn.egnn import EGNNLayer
 
-__all__ = ["EGNN", "EGTN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "EqMotion", "FrameAveragedGNN", "LinearDynamics",
-           "SubequivariantEGNN", "TensorProductPotential", "UnrolledEGNN"]
+__all__ = ["EGNN", "EGTN", "GNN", "PONITA", "PONITAR3", "EDMDenoiser", "EGNNLayer", "EqMotion", "FrameAveragedGNN",
+           "LinearDynamics", "SubequivariantEGNN", "TensorProductPotential", "UnrolledEGNN"]
