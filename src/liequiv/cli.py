@@ -107,22 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     md.add_argument("--out", default="runs/md", help="output directory")
     sample = commands.add_parser("sample", help="draw samples from a trained generative model")
-    sample.add_argument("task", choices=("trajectory",), help="trajectory: N-body futures (geotdm)")
-    sample.add_argument("--checkpoint", required=True, help="best.pt of liequiv train trajectory --model geotdm")
-    sample.add_argument("--n", type=_POSITIVE_INT, default=10, help="test trajectories to continue")
-    sample.add_argument("--k", type=_POSITIVE_INT, default=5, help="futures drawn for each")
-    sample.add_argument("--steps", type=_POSITIVE_INT, default=50, help="denoising steps")
-    sample.add_argument("--sampler", default="ddim", choices=("ancestral", "ddim", "euler", "heun"))
+    sample.add_argument("task", choices=("trajectory", "qm9"),
+                        help="trajectory: N-body futures (geotdm); qm9: molecules (qm9gen)")
+    sample.add_argument("--checkpoint", required=True,
+                        help="best.pt of liequiv train trajectory --model geotdm, or of liequiv train qm9gen")
+    sample.add_argument("--n", type=_POSITIVE_INT, default=None,
+                        help="test trajectories to continue (default 10) or molecules to generate (default 1000)")
+    sample.add_argument("--k", type=_POSITIVE_INT, default=5, help="trajectory: futures drawn for each")
+    sample.add_argument("--steps", type=_POSITIVE_INT, default=None,
+                        help="denoising / integration steps (default: 50 for trajectory, the run's for qm9)")
+    sample.add_argument("--sampler", default=None, choices=("ancestral", "ddim", "euler", "heun"),
+                        help="default: ddim for trajectory, the run's for qm9")
     sample.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0)
     sample.add_argument("--out", default="runs/sample", help="output directory")
     return parser
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from liequiv.train.trajectory import sample_futures
+    if args.task == "qm9":
+        from liequiv.train.qm9_generation import sample_molecules
 
-    metrics = sample_futures(args.checkpoint, args.out, trajectories=args.n, k=args.k, steps=args.steps,
-                             sampler=args.sampler, seed=args.seed)
+        metrics = sample_molecules(args.checkpoint, args.out, n=args.n or 1000, steps=args.steps,
+                                   sampler=args.sampler, seed=args.seed)
+    else:
+        from liequiv.train.trajectory import sample_futures
+
+        metrics = sample_futures(args.checkpoint, args.out, trajectories=args.n or 10, k=args.k,
+                                 steps=args.steps or 50, sampler=args.sampler or "ddim", seed=args.seed)
     print(json.dumps(metrics, indent=2))
     return 0
 

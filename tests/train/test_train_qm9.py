@@ -14,24 +14,7 @@ from liequiv.cli import main
 from liequiv.train.checkpoint import load_checkpoint
 from liequiv.train.loop import TrainConfig, fit
 from liequiv.train.qm9 import QM9Task, qm9_model_from_config
-
-N_SUBSET = 300  # 229 / 41 / 30 molecules
-
-
-@pytest.fixture(scope="module")
-def qm9_cache(tmp_path_factory):
-    """A cache of the first molecules, used through $LIEQUIV_CACHE by the task."""
-    from liequiv.data import qm9
-
-    try:
-        qm9.qm9_data_dir()
-    except ModuleNotFoundError:
-        pytest.skip("qm9pack is not installed (pip install liequiv[qm9])")
-    path = tmp_path_factory.mktemp("qm9-cache")
-    qm9.load_qm9(max_molecules=N_SUBSET, cache_dir=path)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LIEQUIV_CACHE", str(path))
-        yield path
+from qm9_testing import N_SUBSET
 
 
 def _config(model: str = "egnn", tmp_path=None, **overrides) -> tuple[QM9Task, TrainConfig]:

@@ -14,7 +14,7 @@ import os
 import pickle
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,9 @@ def save_checkpoint(path: Path, *, task: str, model_name: str, **state: Any) -> 
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, *, task: str, model: str) -> dict[str, Any]:
+def load_checkpoint(path: Path, *, task: str, model: str | Sequence[str]) -> dict[str, Any]:
     """Read a checkpoint (tensors and plain values only); ``ValueError`` if it is missing, unreadable, holds any
-    other Python object, or is from another task or model."""
+    other Python object, or is from another task or model (``model``: a name or the names accepted)."""
     if not path.exists():
         raise ValueError(f"no checkpoint to resume from at {path}")
     try:
@@ -88,7 +88,7 @@ def load_checkpoint(path: Path, *, task: str, model: str) -> dict[str, Any]:
         raise ValueError(f"checkpoint {path} could not be read: {error}") from error
     if not isinstance(state, dict) or "model_name" not in state:
         raise ValueError(f"{path} is not a liequiv checkpoint")
-    if state["task"] != task or state["model_name"] != model:
+    if state["task"] != task or state["model_name"] not in ((model,) if isinstance(model, str) else tuple(model)):
         raise ValueError(f"checkpoint {path} was written for task {state['task']!r} and model "
                          f"{state['model_name']!r}, not task {task!r} and model {model!r}")
     return state

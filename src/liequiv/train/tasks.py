@@ -102,6 +102,12 @@ def _registration_task() -> Task:
     return RegistrationTask()
 
 
+def _qm9_generation_task() -> Task:
+    from liequiv.train.qm9_generation import QM9GenerationTask
+
+    return QM9GenerationTask()
+
+
 def _gravity_task() -> Task:
     from liequiv.train.gravity import GravityTask
 
@@ -110,7 +116,8 @@ def _gravity_task() -> Task:
 
 TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task,
                                         "trajectory": _trajectory_task, "qm9": _qm9_task,
-                                        "registration": _registration_task, "gravity": _gravity_task}
+                                        "registration": _registration_task, "gravity": _gravity_task,
+                                        "qm9gen": _qm9_generation_task}
 
 
 def get_task(name: str) -> Task:
