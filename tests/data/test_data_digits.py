@@ -76,14 +76,14 @@ def test_warp_matches_the_matrix():
     assert (warp_images(x, shear) - expected).abs().max() < 1e-12
     # a general map on a smooth image, against the image function itself (bilinear interpolation error only)
     A = random_linear_maps(3, 1.0, generator=torch.Generator().manual_seed(1))
-    r = torch.arange(41, dtype=torch.float64) - 20
-    rows, cols = torch.meshgrid(r, r, indexing="ij")
+    rows, cols = torch.meshgrid(torch.arange(31, dtype=torch.float64) - 15, torch.arange(41, dtype=torch.float64) - 20,
+                                indexing="ij")  # not square: the normalized coordinates scale rows and columns apart
     p = torch.stack([cols, rows], -1)
 
     def f(q: torch.Tensor) -> torch.Tensor:
         return torch.exp(-((q - torch.tensor([3.0, -2.0], dtype=torch.float64)) ** 2).sum(-1) / (2 * 4.0**2))
 
-    image = f(p).expand(3, 1, 41, 41)
+    image = f(p).expand(3, 1, 31, 41)
     exact = f(torch.einsum("nab,hwb->nhwa", torch.linalg.inv(A), p))[:, None]
     assert (warp_images(image, A) - exact).abs().max() < 2e-2  # h² max|f''| / 4 = 1/64
 
