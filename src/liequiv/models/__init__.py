@@ -1,9 +1,11 @@
 """Complete networks. Every dynamics model shares one interface:
 ``forward(pos [N, 3], vel [N, 3], node_features [N, F], edge_index [2, E], batch [N] | None) -> positions [N, 3]``;
 trajectory models (EqMotion, UnrolledEGNN) take ``[N, history, 3]`` and return ``[N, horizon, 3]``; the
-interatomic potential maps ``(numbers, pos, edge_index, batch)`` to energies and forces.
+interatomic potential maps ``(numbers, pos, edge_index, batch)`` to energies and forces. The image classifiers
+(AffineCNN on R² ⋊ GL+(2) / SL(2) / SO(2), and its PlainCNN baseline) map ``[B, C, H, W]`` to logits ``[B, classes]``.
 """
 
+from liequiv.models.affine import AffineCNN, PlainCNN
 from liequiv.models.baselines import GNN, LinearDynamics
 from liequiv.models.egnn import EGNN
 from liequiv.models.egtn import EGTN
@@ -14,5 +16,5 @@ from liequiv.models.potential import TensorProductPotential
 from liequiv.models.unrolled import UnrolledEGNN
 from liequiv.nn.egnn import EGNNLayer
 
-__all__ = ["EGNN", "EGTN", "GNN", "PONITA", "PONITAR3", "EGNNLayer", "EqMotion", "FrameAveragedGNN", "LinearDynamics",
-           "TensorProductPotential", "UnrolledEGNN"]
+__all__ = ["EGNN", "EGTN", "GNN", "PONITA", "PONITAR3", "AffineCNN", "EGNNLayer", "EqMotion", "FrameAveragedGNN",
+           "LinearDynamics", "PlainCNN", "TensorProductPotential", "UnrolledEGNN"]
