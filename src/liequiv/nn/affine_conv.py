@@ -1,0 +1,271 @@
+r"""Lifting and group convolutions on R² ⋊ H, H = GL+(2), SL(2) or SO(2), with Monte Carlo sums over H.
+
+After Mironenco & Forré, "Lie Group Decompositions for Equivariant Neural Networks" (ICLR 2024). A feature map
+is a function on the affine group G = R² ⋊ H, stored at the pixel grid × K sampled elements A_k of H as
+``[B, C, K, H, W]``. The plane coordinates of a pixel offset are y = (column, row) in pixels, as
+``torch.nn.functional.affine_grid`` orders them; g = (B, t) acts on features by (g·F)(x, A) = F(B⁻¹(x - t), B⁻¹A).
+
+* :class:`AffineLifting`: image f ``[B, C, H, W]`` -> ``[B, O, K, H, W]``,
+
+      (Lf)(x, A_k) = Σ_y k(A_k⁻¹ y) f(x + y) / det A_k,
+
+  a Riemann sum over integer pixel offsets y of ∫ k(A⁻¹y) f(x + y) dy / det A = ∫ k(u) f(x + A u) du. The
+  image is needed only at pixels (zero outside); the kernel is continuous (an MLP of u) and is evaluated at the
+  transformed offsets, so no image interpolation is needed.
+* :class:`AffineGroupConv`: ``[B, I, K, H, W]`` -> ``[B, O, K, H, W]``, the group convolution with a separable
+  kernel k(u, h) = k_s(u)_o k_H(h)_oi of the relative element h = A_k⁻¹ A_j:
+
+      (ΦF)(x, A_k) = Σ_y k_s(A_k⁻¹ y) / det A_k · Σ_j w_j k_H(A_k⁻¹ A_j) F(x + y, A_j) / Σ_j w_j e(A_k⁻¹ A_j).
+
+  w_j are the Haar importance weights of the samples (``HaarSample.log_weight``). k_H = MLP(cos ω, sin ω, s / τ)
+  · e(h), (ω, s) the polar coordinates of h = R(ω) Exp(S(s)) (the package notes of ``liequiv.groups.linear``),
+  damped by e(h) = exp(-‖s‖² / 2τ²) in the non-compact factor. The denominator is the Monte Carlo estimate of
+  ∫ e(A_k⁻¹ A') dμ(A'), a constant by left invariance: the ratio (self-normalized per output element) estimates
+  ∫_H k_H(A⁻¹A') F(·, A') dμ(A') up to that constant and is unbiased in the limit. The left Haar measure of G has
+  the factor 1 / det A' rather than 1 / det A; the ratio det A / det A' = 1 / det h is a function of h and is
+  absorbed in k_H. For SO(2), w_j = 1 and e = 1: the sum is the plain average over the samples.
+* :func:`invariant_max_pool`: ``[B, C, K, H, W]`` -> ``[B, C]``, the maximum over the plane and the samples.
+
+Choices (the freedom the continuous formulas leave):
+
+* Spatial kernels: MLP(u / r) times the compact envelope (1 - |u|² / r²)³₊ of radius r = ``kernel_radius``
+  pixels in the frame of A. Since A_k⁻¹ y stays in the disc only for |y| ≤ r σ_max(A_k) ≤ r e^ρ, the window
+  of offsets has the fixed radius ⌊r e^ρ⌋ (ρ = ``max_log_scale``) and truncating to it drops nothing.
+* Samples (:func:`sample_group`, :class:`GroupSampler`): GL+(2)/SL(2) draws of ``sample_glplus``/``sample_sl``
+  (R Haar-uniform, s ~ N(0, scale²)) truncated by rejection to ‖s‖ ≤ ρ (so the singular values of A lie in
+  [e^-ρ, e^ρ]); the log weights include the acceptance probability, so they stay exact importance weights of
+  the Haar measure restricted to the truncated set. Equivariance to g = (B, t) therefore holds up to the Monte
+  Carlo error and the part of B⁻¹·(truncated set) outside it. SO(2): K rotations evenly spaced with a uniform
+  random phase (a stratified Haar sample); with K divisible by 4 the set is closed under 90° rotations, which
+  makes equivariance to ``torch.rot90`` exact.
+* Redrawing: :class:`GroupSampler` draws fresh samples at every call in training mode and the same seeded set
+  in eval mode; all layers of one forward pass share one set (features live on it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liequiv.groups.linear import polar_decompose, sample_glplus, sample_sl, sym_dim, sym_vee
+from liequiv.nn.mlp import MLP
+from liequiv.validation import check_positive_int, checking_values
+
+__all__ = ["GROUPS", "AffineGroupConv", "AffineLifting", "GroupSampler", "GroupSamples", "invariant_max_pool",
+           "sample_group"]
+
+GROUPS = ("glplus", "sl", "so2")
+"""The linear parts H of R² ⋊ H: GL+(2), SL(2) and the rotation-only baseline SO(2)."""
+
+
+class GroupSamples(NamedTuple):
+    """K elements of H and their Haar importance weights."""
+
+    matrix: Tensor
+    """A_k ``[K, 2, 2]``."""
+    log_weight: Tensor
+    """``[K]``: log dμ_Haar / dq at A_k, up to a constant (zeros for SO(2))."""
+
+
+def check_group(group: object) -> str:
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    return group
+
+
+def _check_positive(x: object, name: str) -> float:
+    if not (isinstance(x, (int, float)) and math.isfinite(x) and x > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
+    return float(x)
+
+
+def sample_group(group: str, num_samples: int, *, scale: float = 0.3, max_log_scale: float = 0.5,
+                 generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None) -> GroupSamples:
+    """K = ``num_samples`` elements of H (see the module notes for the proposal and the truncation ‖s‖ ≤ ρ)."""
+    group = check_group(group)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    scale, rho = _check_positive(scale, "scale"), _check_positive(max_log_scale, "max_log_scale")
+    if group == "so2":
+        phase = 2 * math.pi * torch.rand((), generator=generator, dtype=dtype, device=device)
+        angle = phase + 2 * math.pi * torch.arange(num_samples, dtype=phase.dtype, device=phase.device) / num_samples
+        c, s = torch.cos(angle), torch.sin(angle)
+        return GroupSamples(torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2), torch.zeros_like(c))
+    special = group == "sl"
+    draw = sample_sl if special else sample_glplus
+    m = sym_dim(2, special)
+    accept = torch.special.gammainc(torch.tensor(m / 2, dtype=torch.float64), torch.tensor(rho**2 / (2 * scale**2),
+                                                                                            dtype=torch.float64))
+    matrices, log_weights, count = [], [], 0
+    while count < num_samples:  # rejection: about K / accept draws in all
+        batch = draw(2, (int(2 * num_samples / float(accept)) + 4,), scale=scale, generator=generator, dtype=dtype,
+                     device=device)
+        keep = torch.linalg.matrix_norm(batch.log_spd) <= rho
+        matrices.append(batch.matrix[keep])
+        log_weights.append(batch.log_weight[keep])
+        count += int(keep.sum())
+    log_weight = torch.cat(log_weights)[:num_samples] + math.log(float(accept))
+    return GroupSamples(torch.cat(matrices)[:num_samples], log_weight)
+
+
+class GroupSampler(nn.Module):
+    """``forward(dtype, device) -> GroupSamples``: fresh draws in training mode, the ``seed``-ed set in eval mode."""
+
+    def __init__(self, group: str, num_samples: int, *, scale: float = 0.3, max_log_scale: float = 0.5,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.group = check_group(group)
+        self.num_samples = check_positive_int(num_samples, "num_samples")
+        self.scale, self.max_log_scale = _check_positive(scale, "scale"), _check_positive(max_log_scale,
+                                                                                         "max_log_scale")
+        self.seed = int(seed)
+
+    def extra_repr(self) -> str:
+        return (f"group={self.group!r}, num_samples={self.num_samples}, scale={self.scale}, "
+                f"max_log_scale={self.max_log_scale}, seed={self.seed}")
+
+    def forward(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GroupSamples:
+        generator = None
+        if not self.training:
+            generator = torch.Generator(device=device or "cpu").manual_seed(self.seed)
+        return sample_group(self.group, self.num_samples, scale=self.scale, max_log_scale=self.max_log_scale,
+                            generator=generator, dtype=dtype, device=device)
+
+
+def _offsets(radius: int, like: Tensor) -> Tensor:
+    """Integer offsets y = (column, row) of the (2 radius + 1)² window, row-major ``[P, 2]``."""
+    r = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
+    rows, cols = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=-1)
+
+
+class _SpatialKernel(nn.Module):
+    """k(A⁻¹ y) / det A on the window: MLP(u / r) (1 - |u|²/r²)³₊ at u = A_k⁻¹ y -> ``[K, P, channels]``."""
+
+    def __init__(self, channels: int, kernel_radius: float, max_log_scale: float, hidden: int) -> None:
+        super().__init__()
+        self.radius = _check_positive(kernel_radius, "kernel_radius")
+        self.window = math.floor(self.radius * math.exp(max_log_scale))
+        self.mlp = MLP([2, hidden, hidden, channels])
+
+    def forward(self, matrix: Tensor) -> Tensor:
+        y = _offsets(self.window, matrix)
+        u = torch.einsum("kab,pb->kpa", torch.linalg.inv(matrix), y) / self.radius
+        envelope = (1 - (u * u).sum(-1)).clamp_min(0) ** 3
+        return self.mlp(u) * (envelope / torch.linalg.det(matrix)[:, None])[..., None]
+
+
+def _check_samples(samples: GroupSamples, max_log_scale: float, group: str) -> tuple[Tensor, Tensor]:
+    matrix, log_weight = samples
+    if matrix.dim() != 3 or matrix.shape[1:] != (2, 2) or log_weight.shape != matrix.shape[:1]:
+        raise ValueError(f"samples must be (matrix [K, 2, 2], log_weight [K]), got {list(matrix.shape)} and "
+                         f"{list(log_weight.shape)}")
+    if checking_values() and group != "so2" and math.isfinite(max_log_scale):
+        stretch = torch.linalg.svdvals(matrix).log().abs().max()
+        if stretch > max_log_scale * (1 + 1e-6) + 1e-6:
+            raise ValueError(f"samples stretch by e^{float(stretch):.3g}, beyond the layer's e^max_log_scale = "
+                             f"e^{max_log_scale}: draw them with the same max_log_scale")
+    return matrix, log_weight
+
+
+def _check_features(x: object, name: str, channels: int, dims: int, layout: str) -> Tensor:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating torch.Tensor, got {type(x).__name__}")
+    if x.dim() != dims or x.shape[1] != channels:
+        raise ValueError(f"{name} must have shape {layout} with {channels} channels, got {list(x.shape)}")
+    return x
+
+
+class AffineLifting(nn.Module):
+    """Image ``[B, C, H, W]`` -> features on R² ⋊ H ``[B, O, K, H, W]`` (see the module notes).
+
+    Example::
+
+        >>> lift = AffineLifting(1, 8, "glplus")
+        >>> samples = sample_group("glplus", 8)
+        >>> lift(torch.randn(2, 1, 28, 28), samples).shape
+        torch.Size([2, 8, 8, 28, 28])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, group: str, *, kernel_radius: float = 3.0,
+                 max_log_scale: float = 0.5, hidden: int = 16) -> None:
+        super().__init__()
+        self.group = check_group(group)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.max_log_scale = 0.0 if group == "so2" else _check_positive(max_log_scale, "max_log_scale")
+        self.kernel = _SpatialKernel(out_channels * in_channels, kernel_radius, self.max_log_scale, hidden)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, group={self.group!r}, window={self.kernel.window}"
+
+    def forward(self, image: Tensor, samples: GroupSamples) -> Tensor:
+        image = _check_features(image, "image", self.in_channels, 4, "[B, C, H, W]")
+        matrix, _ = _check_samples(samples, self.max_log_scale, self.group)
+        K, O, C, w = matrix.shape[0], self.out_channels, self.in_channels, 2 * self.kernel.window + 1
+        weight = self.kernel(matrix.to(image.dtype)).reshape(K, w, w, O, C).permute(3, 0, 4, 1, 2)
+        out = F.conv2d(image, weight.reshape(O * K, C, w, w), padding=self.kernel.window)
+        return out.unflatten(1, (O, K)) + self.bias[:, None, None, None]
+
+
+class AffineGroupConv(nn.Module):
+    """Features ``[B, I, K, H, W]`` -> ``[B, O, K, H, W]`` on the same samples (see the module notes).
+
+    ``group_width`` is τ, the damping width of the kernel in the non-compact coordinates s of h = A_k⁻¹ A_j.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, group: str, *, kernel_radius: float = 3.0,
+                 max_log_scale: float = 0.5, group_width: float = 0.5, hidden: int = 16) -> None:
+        super().__init__()
+        self.group = check_group(group)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.max_log_scale = 0.0 if group == "so2" else _check_positive(max_log_scale, "max_log_scale")
+        self.group_width = _check_positive(group_width, "group_width")
+        self.sym_dim = 0 if group == "so2" else sym_dim(2, group == "sl")
+        self.spatial = _SpatialKernel(out_channels, kernel_radius, self.max_log_scale, hidden)
+        self.mixing = MLP([2 + self.sym_dim, hidden, hidden, out_channels * in_channels])
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, group={self.group!r}, window={self.spatial.window}, "
+                f"group_width={self.group_width}")
+
+    def group_kernel(self, matrix_out: Tensor, matrix_in: Tensor, log_weight_in: Tensor) -> Tensor:
+        """w_j k_H(A_k⁻¹ A_j) / Σ_j w_j e(A_k⁻¹ A_j) ``[K_out, K_in, O, I]`` (output sample k, input sample j)."""
+        relative = torch.linalg.solve(matrix_out[:, None], matrix_in[None, :])
+        if self.group == "so2":
+            rotation, s = relative, relative.new_zeros(*relative.shape[:2], 0)
+        else:
+            rotation, log_spd = polar_decompose(relative)
+            s = sym_vee(log_spd, traceless=self.group == "sl")
+        features = torch.cat([rotation[..., 0, :1], rotation[..., 1, :1], s / self.group_width], dim=-1)
+        damped = torch.softmax(log_weight_in, 0) * torch.exp(-0.5 * (s * s).sum(-1) / self.group_width**2)
+        weight = damped / damped.sum(1, keepdim=True)
+        return (self.mixing(features) * weight[..., None]).unflatten(-1, (self.out_channels, self.in_channels))
+
+    def forward(self, features: Tensor, samples: GroupSamples, out_samples: GroupSamples | None = None) -> Tensor:
+        """``out_samples`` (default: ``samples``) are the elements at which the output is evaluated."""
+        features = _check_features(features, "features", self.in_channels, 5, "[B, I, K, H, W]")
+        matrix_in, log_weight = _check_samples(samples, math.inf, self.group)
+        matrix = _check_samples(samples if out_samples is None else out_samples, self.max_log_scale, self.group)[0]
+        matrix_in, log_weight, matrix = (t.to(features.dtype) for t in (matrix_in, log_weight, matrix))
+        K, O, w = matrix.shape[0], self.out_channels, 2 * self.spatial.window + 1
+        if features.shape[2] != matrix_in.shape[0]:
+            raise ValueError(f"features have {features.shape[2]} group samples but samples has {matrix_in.shape[0]}")
+        mixed = torch.einsum("kjoi,bijhw->bokhw", self.group_kernel(matrix, matrix_in, log_weight), features)
+        weight = self.spatial(matrix).reshape(K, w, w, O).permute(3, 0, 1, 2).reshape(O * K, 1, w, w)
+        out = F.conv2d(mixed.flatten(1, 2), weight, padding=self.spatial.window, groups=O * K)
+        return out.unflatten(1, (O, K)) + self.bias[:, None, None, None]
+
+
+def invariant_max_pool(features: Tensor) -> Tensor:
+    """``[B, C, K, H, W]`` -> ``[B, C]``: the maximum over the plane and the group samples."""
+    if not isinstance(features, Tensor) or features.dim() != 5:
+        raise ValueError(f"features must be a tensor of shape [B, C, K, H, W], got {getattr(features, 'shape', None)}")
+    return features.flatten(2).amax(-1)
