@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", default=None, choices=("ancestral", "ddim", "euler", "heun"),
                         help="default: ddim for trajectory, the run's for qm9")
     sample.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0)
+    sample.add_argument("--regressor", default=None,
+                        help="qm9, conditional generators: best.pt of liequiv train qm9 of the same target")
     sample.add_argument("--out", default="runs/sample", help="output directory")
     return parser
 
@@ -128,7 +130,7 @@ def _sample(args: argparse.Namespace) -> int:
         from liequiv.train.qm9_generation import sample_molecules
 
         metrics = sample_molecules(args.checkpoint, args.out, n=args.n or 1000, steps=args.steps,
-                                   sampler=args.sampler, seed=args.seed)
+                                   sampler=args.sampler, seed=args.seed, regressor=args.regressor)
     else:
         from liequiv.train.trajectory import sample_futures
 

@@ -86,3 +86,31 @@ def test_cli_sample_and_bad_input(qm9_cache, tmp_path, capsys):
         load_checkpoint(tmp_path / "run" / "best.pt", task="qm9", model="egnn")
     with pytest.raises(ValueError, match="n must be"):
         sample_molecules(tmp_path / "run" / "best.pt", tmp_path / "bad", n=0)
+    with pytest.raises(ValueError, match="regressor evaluates property-conditioned generation"):
+        sample_molecules(tmp_path / "run" / "best.pt", tmp_path / "bad", n=2, regressor=tmp_path / "none.pt")
+
+
+def test_property_error_is_the_regressors_mae_on_given_molecules(qm9_cache, tmp_path):
+    """Real molecules passed as 'generated', with their true values requested: the property error is the regressor's
+    own MAE on them, as its task computes it."""
+    from liequiv.generative.molecules import element_index
+    from liequiv.train.qm9 import QM9Task
+    from liequiv.train.qm9_generation import property_error
+
+    task = QM9Task()
+    defaults = task.defaults("egnn")
+    defaults["extra"].update({"target": "gap", "max_molecules": N_SUBSET, "valid_size": None, "test_size": None})
+    defaults.update({"train_size": None, "hidden": 16, "layers": 2, "epochs": 2, "plots": False, "threads": None,
+                     "run_dir": str(tmp_path / "regressor")})
+    config = TrainConfig(task="qm9", model="egnn", **defaults)
+    task.configure(config)
+    metrics = fit(task, config, log=lambda s: None)
+    _, _, test = task.datasets(config)
+    molecules = [test[i] for i in range(len(test))]
+    requested = torch.stack([m["target"] for m in molecules])
+    errors = property_error(tmp_path / "regressor" / "best.pt", "gap", [element_index(m["numbers"]) for m in molecules],
+                            [m["pos"] for m in molecules], requested)
+    assert errors["property_mae"] == pytest.approx(metrics["test_mae"], rel=1e-5)
+    assert errors["property_mae_of_mean"] == pytest.approx(float((requested - requested.mean()).abs().mean()))
+    with pytest.raises(ValueError, match="the regressor predicts 'gap', the generator is conditioned on 'homo'"):
+        property_error(tmp_path / "regressor" / "best.pt", "homo", [], [], requested[:0])

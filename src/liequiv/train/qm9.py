@@ -36,7 +36,7 @@ from torch.utils.data import Dataset, Subset
 
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 
-__all__ = ["QM9Regressor", "QM9Task", "qm9_model_from_config"]
+__all__ = ["QM9Regressor", "QM9Task", "graph_cutoff", "qm9_model_from_config"]
 
 NEIGHBOR_SAMPLE = 1000  # training molecules that set the tensor-product model's average neighbour count
 
@@ -62,6 +62,12 @@ class QM9Regressor(nn.Module):
 
     def denormalize(self, y: Tensor) -> Tensor:
         return self.mean + self.mad * y.double()
+
+
+def graph_cutoff(model: str, extra: dict[str, Any]) -> float | None:
+    """The neighbour cutoff (Å) of a model's molecular graphs: the potential's radius, none (complete graphs) for the
+    others."""
+    return float(extra.get("cutoff", 5.0)) if model == "potential" else None
 
 
 def qm9_model_from_config(config: dict[str, Any]) -> QM9Regressor:
@@ -135,7 +141,7 @@ class QM9Task:
             size = extra.get(key)
             if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
                 raise ValueError(f"{key} must be a positive integer or None, got {size!r}")
-        self.cutoff = float(extra.get("cutoff", 5.0)) if config.model == "potential" else None
+        self.cutoff = graph_cutoff(config.model, extra)
 
     def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
         from liequiv.data.qm9 import QM9Dataset

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, Subset
 
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 
-__all__ = ["QM9GenerationTask", "load_generator", "sample_molecules"]
+__all__ = ["QM9GenerationTask", "load_generator", "property_error", "sample_molecules"]
 
 SAMPLE_CHUNK = 100  # molecules generated at once
 
@@ -151,13 +151,49 @@ def load_generator(checkpoint: str | Path) -> tuple[ConditionedGenerator, TrainC
     return model.eval(), config
 
 
+def property_error(regressor_checkpoint: str | Path, target: str, elements_list: list, positions_list: list,
+                   requested: Tensor) -> dict[str, float]:
+    """PropMolFlow's evaluation of property-conditioned generation: a trained ``liequiv train qm9`` regressor of the
+    same ``target`` predicts the property of each generated molecule; returns the mean absolute error between the
+    requested values ``[M]`` and the predictions (``property_mae``) and, for reference, that of the requested values
+    against their own mean (``property_mae_of_mean``), in the target's units."""
+    from liequiv.data.qm9 import collate_qm9
+    from liequiv.generative.molecules import ATOMIC_NUMBERS
+    from liequiv.train.checkpoint import load_checkpoint
+    from liequiv.train.qm9 import QM9Task, graph_cutoff, qm9_model_from_config
+
+    state = load_checkpoint(Path(regressor_checkpoint), task="qm9", model=QM9Task.models)
+    if state["config"]["extra"]["target"] != target:
+        raise ValueError(f"the regressor predicts {state['config']['extra']['target']!r}, the generator is conditioned "
+                         f"on {target!r}")
+    regressor = qm9_model_from_config(state["config"])
+    regressor.load_state_dict(state["model"])
+    regressor.eval()
+    numbers = torch.tensor(ATOMIC_NUMBERS)
+    samples = [{"numbers": numbers[torch.as_tensor(e)], "pos": torch.as_tensor(p, dtype=torch.float32),
+                "mulliken": torch.zeros(len(e)), "target": torch.tensor(0.0)}
+               for e, p in zip(elements_list, positions_list, strict=True)]
+    cutoff, predictions = graph_cutoff(state["config"]["model"], state["config"]["extra"]), []
+    for start in range(0, len(samples), SAMPLE_CHUNK):
+        batch = collate_qm9(samples[start:start + SAMPLE_CHUNK], cutoff)
+        with torch.no_grad():
+            y = regressor(batch["numbers"], batch["pos"], batch["edge_index"], batch["batch"],
+                          len(batch["n_atoms"]))
+        predictions.append(regressor.denormalize(y))
+    predicted, requested = torch.cat(predictions), requested.double()
+    return {"property_mae": float((predicted - requested).abs().mean()),
+            "property_mae_of_mean": float((requested - requested.mean()).abs().mean())}
+
+
 def sample_molecules(checkpoint: str | Path, out: str | Path, *, n: int = 1000, steps: int | None = None,
-                     sampler: str | None = None, seed: int = 0) -> dict[str, Any]:
+                     sampler: str | None = None, seed: int = 0,
+                     regressor: str | Path | None = None) -> dict[str, Any]:
     """Generate ``n`` molecules with a trained ``qm9gen`` checkpoint; write ``molecules.xyz``, ``molecules.sdf``
     (the molecules RDKit accepts) and ``metrics.json`` to ``out``; return the metrics.
 
     Atom counts (and property values, for a conditional model) are drawn jointly from the training molecules;
-    ``steps`` and ``sampler`` default to the run's ``sample_steps`` and ``sampler``."""
+    ``steps`` and ``sampler`` default to the run's ``sample_steps`` and ``sampler``. For a conditional model,
+    ``regressor`` (a ``liequiv train qm9`` checkpoint of the same target) adds :func:`property_error`."""
     from liequiv.data.qm9 import QM9Dataset
     from liequiv.train.molecule_metrics import molecule_metrics, write_molecules
     from liequiv.validation import check_positive_int
@@ -171,6 +207,8 @@ def sample_molecules(checkpoint: str | Path, out: str | Path, *, n: int = 1000, 
                        max_molecules=config.extra.get("max_molecules"))
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randint(len(train), (n,), generator=generator)
+    if regressor is not None and target is None:
+        raise ValueError("regressor evaluates property-conditioned generation; this generator is unconditional")
     elements_list, positions_list = [], []
     for chunk in pick.split(SAMPLE_CHUNK):
         condition = model.normalize(train.targets[chunk]).float() if target is not None else None
@@ -180,6 +218,8 @@ def sample_molecules(checkpoint: str | Path, out: str | Path, *, n: int = 1000, 
         positions_list += [p.double().numpy() for p in pos.split(counts)]
         elements_list += [e.numpy() for e in elements.split(counts)]
     metrics = molecule_metrics(elements_list, positions_list, training_smiles=train.smiles.tolist())
+    if regressor is not None:
+        metrics.update(property_error(regressor, target, elements_list, positions_list, train.targets[pick]))
     metrics.update({"molecules": n, "steps": steps, "sampler": sampler, "checkpoint": str(checkpoint)})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
