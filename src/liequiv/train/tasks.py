@@ -108,6 +108,12 @@ def _qm9_generation_task() -> Task:
     return QM9GenerationTask()
 
 
+def _digits_task() -> Task:
+    from liequiv.train.digits import DigitsTask
+
+    return DigitsTask()
+
+
 def _gravity_task() -> Task:
     from liequiv.train.gravity import GravityTask
 
@@ -117,7 +123,7 @@ def _gravity_task() -> Task:
 TASKS: dict[str, Callable[[], Task]] = {"nbody": NBodyTask, "md17": _potential_task, "materials": _materials_task,
                                         "trajectory": _trajectory_task, "qm9": _qm9_task,
                                         "registration": _registration_task, "gravity": _gravity_task,
-                                        "qm9gen": _qm9_generation_task}
+                                        "qm9gen": _qm9_generation_task, "digits": _digits_task}
 
 
 def get_task(name: str) -> Task:

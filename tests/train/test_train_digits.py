@@ -1,0 +1,80 @@
+"""The digits task: its test sweep, the augmentation of cnn-aug, and a short run of every model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from liequiv.data.digits import load_digits_split
+from liequiv.train.digits import DigitsTask
+from liequiv.train.loop import TrainConfig, fit
+
+
+def _config(model: str, tmp_path, **overrides) -> tuple[DigitsTask, TrainConfig]:
+    task = DigitsTask()
+    extra = {**task.defaults(model)["extra"], "num_samples": 4, "magnitudes": [0.0, 1.0], **overrides.pop("extra", {})}
+    defaults = {**task.defaults(model), "epochs": 1, "train_size": 64, "hidden": 4, "plots": False,
+                "run_dir": str(tmp_path / model), **overrides, "extra": extra}
+    config = TrainConfig(task="digits", model=model, **defaults)
+    task.configure(config)
+    return task, config
+
+
+def test_the_test_set_sweeps_the_magnitudes(tmp_path):
+    task, config = _config("cnn", tmp_path)
+    _, _, test = task.datasets(config)
+    images, labels = load_digits_split("test")
+    n = len(labels)
+    assert len(test) == 2 * n
+    assert torch.allclose(test.tensors[0][:n], images, atol=1e-6)  # magnitude 0: upright
+    assert (test.tensors[0][n:] - images).abs().amax((1, 2, 3)).min() > 0.05  # magnitude 1: every digit moved
+    assert torch.equal(test.tensors[1], labels.repeat(2))
+    assert torch.equal(test.tensors[2], torch.arange(2).repeat_interleave(n))
+    batch = task.collate([test[i] for i in (0, 1, n)])
+
+    class Constant(nn.Module):  # predicts class 0 everywhere
+        def forward(self, x):
+            return torch.zeros(len(x), 10).index_fill_(1, torch.tensor([0]), 1.0)
+
+    _, metrics = task.loss(Constant().eval(), batch)
+    wrong = (batch["labels"] != 0).double()
+    assert metrics["error"].tolist() == [float(wrong.sum()), 3.0]
+    assert metrics["error_m0.00"].tolist() == [float(wrong[:2].sum()), 2.0]
+    assert metrics["error_m1.00"].tolist() == [float(wrong[2]), 1.0]
+
+
+def test_cnn_aug_trains_on_warped_digits_and_evaluates_upright(tmp_path):
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(len(x), 10, requires_grad=True)
+
+    images, labels = load_digits_split("valid")
+    batch = {"images": images[:8], "labels": labels[:8]}
+    for model, warped in (("cnn-aug", True), ("cnn", False)):
+        task, _ = _config(model, tmp_path)
+        recorder = Recorder()
+        task.loss(recorder.train(), batch)
+        task.loss(recorder.eval(), batch)
+        assert ((seen[-2] - images[:8]).abs().max() > 0.05) == warped
+        assert torch.equal(seen[-1], images[:8])
+
+
+@pytest.mark.parametrize("model", DigitsTask.models)
+def test_each_model_runs_and_reports_the_sweep(tmp_path, model):
+    task, config = _config(model, tmp_path)
+    metrics = fit(task, config, log=lambda s: None)
+    for key in ("test_error", "test_error_m0.00", "test_error_m1.00"):
+        assert 0 <= metrics[key] <= 1
+    assert metrics["test_error"] == pytest.approx((metrics["test_error_m0.00"] + metrics["test_error_m1.00"]) / 2)
+
+
+def test_unknown_model_and_bad_magnitudes(tmp_path):
+    task, _ = _config("cnn", tmp_path)
+    with pytest.raises(ValueError, match="unknown model 'vit' for task 'digits'"):
+        task.build_model(TrainConfig(task="digits", model="vit"), None)
+    with pytest.raises(ValueError, match="magnitudes must be numbers in"):
+        _config("cnn", tmp_path, extra={"magnitudes": [2.0]})
