@@ -36,7 +36,7 @@ from torch.utils.data import Dataset, Subset
 
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 
-__all__ = ["QM9Regressor", "QM9Task", "graph_cutoff", "qm9_model_from_config"]
+__all__ = ["QM9Regressor", "QM9Task", "dataset_targets", "graph_cutoff", "qm9_model_from_config"]
 
 NEIGHBOR_SAMPLE = 1000  # training molecules that set the tensor-product model's average neighbour count
 
@@ -96,10 +96,10 @@ def qm9_model_from_config(config: dict[str, Any]) -> QM9Regressor:
     return QM9Regressor(network, model)
 
 
-def _targets(dataset: Dataset) -> Tensor:
+def dataset_targets(dataset: Dataset) -> Tensor:
     """The targets ``[n]`` of a QM9Dataset or a Subset of one."""
     if isinstance(dataset, Subset):
-        return _targets(dataset.dataset)[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
+        return dataset_targets(dataset.dataset)[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
     return dataset.targets
 
 
@@ -163,7 +163,7 @@ class QM9Task:
 
     def build_model(self, config: TrainConfig, train_set: Dataset) -> nn.Module:
         model = qm9_model_from_config(asdict(config))
-        targets = _targets(train_set)
+        targets = dataset_targets(train_set)
         mean = targets.mean()
         model.mean.fill_(float(mean))
         model.mad.fill_(float((targets - mean).abs().mean()))

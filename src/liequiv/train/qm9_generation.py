@@ -32,15 +32,6 @@ __all__ = ["QM9GenerationTask", "load_generator", "property_error", "sample_mole
 SAMPLE_CHUNK = 100  # molecules generated at once
 
 
-def _molecules(dataset: Dataset) -> tuple[Tensor, Tensor, Any]:
-    """``(n_atoms [M], targets [M], smiles [M])`` of a QM9Dataset or a Subset of one."""
-    if isinstance(dataset, Subset):
-        n_atoms, targets, smiles = _molecules(dataset.dataset)
-        index = torch.as_tensor(list(dataset.indices), dtype=torch.long)
-        return n_atoms[index], targets[index], smiles[index.numpy()]
-    return dataset.n_atoms, dataset.targets, dataset.smiles
-
-
 class QM9GenerationTask:
     """Unconditional or property-conditioned generation of QM9 molecules (see the module docstring)."""
 
@@ -89,7 +80,9 @@ class QM9GenerationTask:
     def build_model(self, config: TrainConfig, train_set: Dataset | None) -> nn.Module:
         model = generator_from_config(asdict(config))
         if train_set is not None and config.extra.get("target") is not None:
-            _, targets, _ = _molecules(train_set)
+            from liequiv.train.qm9 import dataset_targets
+
+            targets = dataset_targets(train_set)
             mean = targets.mean()
             model.condition_mean.fill_(float(mean))
             model.condition_mad.fill_(float((targets - mean).abs().mean()))
