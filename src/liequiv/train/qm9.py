@@ -147,7 +147,7 @@ class QM9Task:
         from liequiv.data.qm9 import QM9Dataset
 
         extra = config.extra
-        common = {"target": extra.get("target", "U0"), "max_molecules": extra.get("max_molecules")}
+        common = {"target": extra.get("target") or "U0", "max_molecules": extra.get("max_molecules")}
         sets = [QM9Dataset("train", train_size=config.train_size, **common)]
         for split, key in (("valid", "valid_size"), ("test", "test_size")):
             full, size = QM9Dataset(split, **common), extra.get(key)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from liequiv.train.loop import Batch, Metrics, TrainConfig
 
@@ -58,17 +58,10 @@ class QM9GenerationTask:
             config.extra["target"] = TARGETS[target_index(target)]
 
     def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
-        from liequiv.data.qm9 import QM9Dataset
+        """Those of the qm9 task (``target`` only matters to a conditional model)."""
+        from liequiv.train.qm9 import QM9Task
 
-        extra = config.extra
-        common = {"target": extra.get("target") or "U0", "max_molecules": extra.get("max_molecules")}
-        sets = [QM9Dataset("train", train_size=config.train_size, **common)]
-        for split, key in (("valid", "valid_size"), ("test", "test_size")):
-            full, size = QM9Dataset(split, **common), extra.get(key)
-            if size is not None and size > len(full):
-                raise ValueError(f"{key} {size} is larger than the {split} split ({len(full)} molecules)")
-            sets.append(full if size is None else Subset(full, range(size)))
-        return tuple(sets)
+        return QM9Task().datasets(config)
 
     def collate(self, samples: list[Any]) -> Batch:
         from liequiv.data.qm9 import collate_qm9
