@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from liequiv.data.cache import cache_root, cached_arrays, params_hash
-from liequiv.data.nbody import SPLITS, _split_name, collate_nbody
+from liequiv.data.nbody import _split_name, collate_nbody, initial_conditions_of_split
 from liequiv.nn.graph import fully_connected_edges
 
 GENERATOR_VERSION = 1  # bump when a change alters the generated numbers (invalidates caches)
@@ -175,12 +175,7 @@ def energy(config: GravityConfig, loc: np.ndarray, vel: np.ndarray, charges: np.
 def generate_split(config: GravityConfig, split: str) -> dict:
     """One split as numpy arrays: ``loc``, ``vel``, ``bounces`` (see :func:`integrate`) and ``charges [T, N, 1]``;
     the random stream is drawn through the earlier splits first."""
-    split = _split_name(split)
-    rng = np.random.RandomState(config.seed)
-    for name, size in zip(SPLITS, config.split_sizes):
-        init = draw_initial_conditions(config, size, rng)
-        if name == split:
-            break
+    init = initial_conditions_of_split(config, _split_name(split), draw_initial_conditions)
     return {**integrate(config, init["loc0"], init["vel0"], init["charges"]), "charges": init["charges"]}
 
 

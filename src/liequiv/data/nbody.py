@@ -63,8 +63,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -422,14 +423,21 @@ def _split_name(split: str) -> str:
     return split
 
 
+def initial_conditions_of_split(config: Any, split: str, draw: Callable[..., dict]) -> dict:
+    """``draw(config, size, rng)`` of ``split``, with one ``RandomState(config.seed)`` drawn through the earlier
+    splits of ``config.split_sizes`` first (the seed discipline of the locally generated data sets)."""
+    rng = np.random.RandomState(config.seed)
+    for name, size in zip(SPLITS, config.split_sizes):
+        init = draw(config, size, rng)
+        if name == split:
+            return init
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
 def generate_split(config: NBodyConfig, split: str) -> dict:
     """Regenerate one split: draw the stream up to and through it, simulate only its kept trajectories."""
     split = _split_name(split)
-    rng = np.random.RandomState(config.seed)
-    for name, size in zip(SPLITS, config.split_sizes):
-        init = draw_initial_conditions(config, size, rng)
-        if name == split:
-            break
+    init = initial_conditions_of_split(config, split, draw_initial_conditions)
     if split == "train":
         init = {key: value[: config.n_train] for key, value in init.items()}
     out = _integrate_chunked(config, init)
