@@ -25,13 +25,15 @@ def test_so2_model_is_exactly_invariant_to_quarter_turns():
     assert (cnn(torch.rot90(x, 1, (-2, -1))) - cnn(x)).abs().max() > 1e-3  # the baseline is not
 
 
-def test_eval_is_deterministic_and_training_redraws():
+def test_eval_is_deterministic_and_training_redraws_only_when_asked():
     torch.manual_seed(0)
-    model = AffineCNN("glplus", channels=(4, 4))
     x = torch.randn(2, 1, 28, 28)
-    assert not torch.equal(model(x), model(x))
-    model.eval()
-    assert torch.equal(model(x), model(x))
+    fixed, fresh = AffineCNN("glplus", channels=(4, 4)), AffineCNN("glplus", channels=(4, 4), redraw="all")
+    fresh.load_state_dict(fixed.state_dict())
+    assert torch.equal(fixed(x), fixed(x))
+    assert not torch.equal(fresh(x), fresh(x))
+    fresh.eval()
+    assert torch.equal(fresh(x), fresh(x)) and torch.equal(fresh(x), fixed.eval()(x))
 
 
 def test_matching_plain_cnn_has_about_the_same_parameter_count():
@@ -42,18 +44,16 @@ def test_matching_plain_cnn_has_about_the_same_parameter_count():
 
 @pytest.mark.parametrize("group", ["glplus", "sl", "so2", "cnn"])
 def test_a_few_steps_lower_the_loss_on_digits(group):
-    """20 Adam steps on 64 digits (fresh samples each step) lower the loss on them by 15 % (the loss measured with
-    the batch's own normalization statistics and the fixed eval samples, the same before and after)."""
+    """20 Adam steps on 64 digits lower the loss on them by 40 % (the models fit in training mode and are measured
+    in eval mode; the norms keep no running statistics, so the two modes compute the same function)."""
     torch.manual_seed(0)
     images, labels = load_digits_split("train")
     images, labels = images[:64], labels[:64]
     model = matching_plain_cnn(AffineCNN("glplus")) if group == "cnn" else AffineCNN(group)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def loss() -> float:
-        model.train()
-        if group != "cnn":
-            model.sampler.eval()
+        model.eval()
         with torch.no_grad():
             return float(F.cross_entropy(model(images), labels))
 
@@ -63,7 +63,7 @@ def test_a_few_steps_lower_the_loss_on_digits(group):
         optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()
         optimizer.step()
-    assert loss() < 0.85 * before
+    assert loss() < 0.6 * before
 
 
 def test_bad_input():

@@ -2,13 +2,15 @@
 
 ``AffineCNN``: images ``[B, C, H, W]`` -> logits ``[B, num_classes]``::
 
-    A_1..A_K = sampler()                                  (fresh in training, seeded in eval)
+    A_1..A_K = sampler()                                  (the seeded set; see GroupSampler's redraw)
     h = maxpool2(relu(norm_0(lift(x))))                   [B, c_0, K, H/2, W/2]
     h = maxpool2(relu(norm_i(conv_i(h))))  (no pooling after the last)
-    logits = linear(batchnorm(max over plane and samples of h))
+    logits = linear(layernorm(max over plane and samples of h))
 
-norm_i is ``BatchNorm3d``: per channel, its statistics pool the batch, the samples and the plane, so it
-commutes with the group action. The 2×2 max pooling of the plane commutes with the group action up to the
+norm_i is an instance norm (``GroupNorm`` with one group per channel): per image and channel, its statistics
+pool the samples and the plane, so it commutes with the group action, and it keeps no running statistics (with
+``BatchNorm3d`` the running statistics lagged the training weights so much that the validation error in eval
+mode was twice that in training mode). The 2×2 max pooling of the plane commutes with the group action up to the
 pixel grid (exactly with ``torch.rot90`` when the side is even). ``PlainCNN`` is the same stack with ``Conv2d`` layers;
 ``matching_plain_cnn`` sizes it to a given parameter count.
 """
@@ -35,8 +37,8 @@ def _check_channels(channels: Sequence[int]) -> tuple[int, ...]:
 
 
 def _head(channels: int, num_classes: int) -> nn.Module:
-    """Batch norm of the pooled invariants (their spread across images is small next to their mean), then linear."""
-    return nn.Sequential(nn.BatchNorm1d(channels), nn.Linear(channels, check_positive_int(num_classes, "num_classes")))
+    """Layer norm of the pooled invariants (their spread across images is small next to their mean), then linear."""
+    return nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, check_positive_int(num_classes, "num_classes")))
 
 
 def _pool(h: Tensor) -> Tensor:
@@ -49,18 +51,19 @@ class AffineCNN(nn.Module):
 
     def __init__(self, group: str = "glplus", in_channels: int = 1, num_classes: int = 10,
                  channels: Sequence[int] = (8, 16), num_samples: int = 8, *, kernel_radius: float = 3.0,
-                 scale: float = 0.3, max_log_scale: float = 0.5, group_width: float = 0.5, hidden: int = 16,
-                 seed: int = 0) -> None:
+                 scale: float = 0.3, max_log_scale: float = 0.5, group_width: float = 0.5,
+                 seed: int = 0, redraw: str = "none") -> None:
         super().__init__()
         channels = _check_channels(channels)
-        self.sampler = GroupSampler(group, num_samples, scale=scale, max_log_scale=max_log_scale, seed=seed)
+        self.sampler = GroupSampler(group, num_samples, scale=scale, max_log_scale=max_log_scale, seed=seed,
+                                    redraw=redraw)
         self.lift = AffineLifting(in_channels, channels[0], group, kernel_radius=kernel_radius,
-                                  max_log_scale=max_log_scale, hidden=hidden)
+                                  max_log_scale=max_log_scale)
         self.convs = nn.ModuleList(
             AffineGroupConv(c_in, c_out, group, kernel_radius=kernel_radius, max_log_scale=max_log_scale,
-                            group_width=group_width, hidden=hidden)
+                            group_width=group_width)
             for c_in, c_out in pairwise(channels))
-        self.norms = nn.ModuleList(nn.BatchNorm3d(c) for c in channels)
+        self.norms = nn.ModuleList(nn.GroupNorm(c, c) for c in channels)
         self.head = _head(channels[-1], num_classes)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -74,7 +77,7 @@ class AffineCNN(nn.Module):
 
 
 class PlainCNN(nn.Module):
-    """The baseline: ``Conv2d`` layers with batch norm, ReLU and 2×2 max pooling between them, global max pooling,
+    """The baseline: ``Conv2d`` layers with instance norm, ReLU and 2×2 max pooling between them, global max pooling,
     linear."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (8, 16),
@@ -85,7 +88,7 @@ class PlainCNN(nn.Module):
         widths = (check_positive_int(in_channels, "in_channels"), *channels)
         self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)
                                    for c_in, c_out in pairwise(widths))
-        self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
+        self.norms = nn.ModuleList(nn.GroupNorm(c, c) for c in channels)
         self.head = _head(channels[-1], num_classes)
 
     def forward(self, images: Tensor) -> Tensor:

@@ -40,9 +40,10 @@ class DigitsTask:
         self.augment = False
 
     def defaults(self, model: str) -> dict[str, Any]:
-        """A run of minutes on a 2-core CPU: widths (8, 16), 8 group samples, 15 epochs, batch 64, lr 3e-3."""
-        return {"epochs": 15, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-5, "hidden": 8, "layers": 2,
-                "threads": None, "extra": {"num_samples": 8, "magnitudes": list(MAGNITUDES)}}
+        """A run of minutes on a 2-core CPU: widths (8, 16), 8 group samples, 30 epochs, batch 64, lr 1e-2
+        annealed by a cosine."""
+        return {"epochs": 30, "batch_size": 64, "lr": 1e-2, "lr_schedule": "cosine", "weight_decay": 1e-5,
+                "hidden": 8, "layers": 2, "threads": None, "extra": {"num_samples": 8, "magnitudes": list(MAGNITUDES)}}
 
     def configure(self, config: TrainConfig) -> None:
         self.magnitudes = tuple(float(m) for m in config.extra.get("magnitudes", MAGNITUDES))
