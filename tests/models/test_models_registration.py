@@ -182,7 +182,8 @@ def test_icp_with_restarts_finds_a_large_rotation() -> None:
     assert _max_difference(found.motion, truth) < 1e-10
     single = icp_with_restarts(source, target, 1, max_iterations=5)  # the first start: identity, centroids aligned
     centroids = SE3._wrap(torch.cat([target.mean(0) - source.mean(0), torch.tensor([0.0, 0, 0, 1], dtype=DTYPE)]))
-    assert _max_difference(single.motion, icp(source, target, centroids, max_iterations=5).motion) == 0
+    # the same iterations, batched differently (the last bits depend on the reduction order: 8e-17 was seen)
+    assert _max_difference(single.motion, icp(source, target, centroids, max_iterations=5).motion) < 1e-12
     batch = icp_with_restarts(source.expand(2, 300, 3), target.expand(2, 300, 3), 4, generator=_generator(0))
     assert batch.motion.shape == (2,) and batch.rmse.shape == (2,) and batch.iterations.shape == (2,)
 
