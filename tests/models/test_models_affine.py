@@ -44,7 +44,7 @@ def test_matching_plain_cnn_has_about_the_same_parameter_count():
 
 @pytest.mark.parametrize("group", ["glplus", "sl", "so2", "cnn"])
 def test_a_few_steps_lower_the_loss_on_digits(group):
-    """20 Adam steps on 64 digits lower the loss on them by 40 % (the models fit in training mode and are measured
+    """30 Adam steps on 64 digits lower the loss on them by half (the models fit in training mode and are measured
     in eval mode; the norms keep no running statistics, so the two modes compute the same function)."""
     torch.manual_seed(0)
     images, labels = load_digits_split("train")
@@ -59,11 +59,11 @@ def test_a_few_steps_lower_the_loss_on_digits(group):
 
     before = loss()
     model.train()
-    for _ in range(20):
+    for _ in range(30):
         optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()
         optimizer.step()
-    assert loss() < 0.6 * before
+    assert loss() < 0.5 * before
 
 
 def test_bad_input():
@@ -73,3 +73,21 @@ def test_bad_input():
         AffineCNN("sl", channels=(8,))
     with pytest.raises(ValueError, match="image must have shape"):
         AffineCNN("sl", in_channels=3)(torch.randn(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="blur must be"):
+        AffineCNN("so2", blur=-1.0)
+    with pytest.raises(ValueError, match="blur must be"):
+        PlainCNN(blur=float("nan"))
+
+
+def test_blur_is_a_normalized_gaussian():
+    """The input blur keeps constants (away from the border) and spreads a point as exp(-r²/2σ²)."""
+    from liequiv.models.affine import _smooth
+
+    image = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
+    image[..., 10, 10] = 1
+    out = _smooth(image, 1.5)[0, 0]
+    r2 = (torch.arange(21, dtype=torch.float64) - 10) ** 2
+    expected = torch.exp(-(r2[:, None] + r2[None, :]) / (2 * 1.5**2))
+    expected = expected * (r2[:, None] <= 25) * (r2[None, :] <= 25)  # truncated at 3σ, rounded up: ±5
+    torch.testing.assert_close(out, expected / expected.sum(), rtol=0, atol=1e-15)
+    assert torch.equal(_smooth(image, 0.0), image)

@@ -211,6 +211,23 @@ def test_sampler_redraws_as_asked_in_training_and_is_fixed_in_eval():
     assert torch.allclose(torch.linalg.det(sample_group("sl", 8).matrix), torch.ones(8), atol=1e-5)
 
 
+@pytest.mark.parametrize("group", ["glplus", "sl"])
+def test_rotation_grid_is_closed_under_its_rotations(group):
+    """rotations = R: every angle with every stretch, so R(2π/R) A_k is again a sample, with the same weight."""
+    samples = sample_group(group, 24, rotations=8, generator=_gen(2), dtype=torch.float64)
+    turn = torch.tensor([[math.cos(math.pi / 4), -math.sin(math.pi / 4)],
+                         [math.sin(math.pi / 4), math.cos(math.pi / 4)]], dtype=torch.float64)
+    moved = turn @ samples.matrix
+    distance = (moved[:, None] - samples.matrix[None]).flatten(2).norm(dim=-1)
+    match = distance.argmin(1)
+    assert float(distance.min(1).values.max()) < 1e-12
+    assert sorted(match.tolist()) == list(range(24))
+    assert torch.equal(samples.log_weight[match], samples.log_weight)
+    assert len(set(torch.linalg.svdvals(samples.matrix)[:, 0].round(decimals=9).tolist())) == 3  # 3 stretches
+    fresh = sample_group(group, 24, generator=_gen(2), dtype=torch.float64)  # without: 24 stretches
+    assert len(set(torch.linalg.svdvals(fresh.matrix)[:, 0].round(decimals=9).tolist())) == 24
+
+
 def test_bad_input():
     lift, conv = AffineLifting(1, 2, "glplus"), AffineGroupConv(2, 2, "glplus")
     samples = sample_group("glplus", 4)
@@ -234,6 +251,10 @@ def test_bad_input():
         sample_group("so2", 0)
     with pytest.raises(ValueError, match="max_log_scale"):
         GroupSampler("sl", 4, max_log_scale=-1.0)
+    with pytest.raises(ValueError, match="rotations must divide"):
+        sample_group("glplus", 12, rotations=8)
+    with pytest.raises(ValueError, match="rotations must divide"):
+        GroupSampler("sl", 12, rotations=5)
     with pytest.raises(ValueError, match="redraw must be one of"):
         GroupSampler("sl", 4, redraw="sometimes")
     assert set(GROUPS) == {"glplus", "sl", "so2"}

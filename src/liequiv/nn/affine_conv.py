@@ -103,35 +103,43 @@ def _check_positive(x: object, name: str) -> float:
 
 
 def sample_group(group: str, num_samples: int, *, scale: float = 0.3, max_log_scale: float = 0.5,
-                 generator: torch.Generator | None = None, phase: Tensor | None = None,
+                 rotations: int | None = None, generator: torch.Generator | None = None, phase: Tensor | None = None,
                  dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GroupSamples:
-    """K = ``num_samples`` elements of H (see the module notes for the proposal and the truncation ‖s‖ ≤ ρ);
-    ``phase`` (a scalar tensor) fixes the phase φ of the angles, otherwise drawn with ``generator``."""
+    """K = ``num_samples`` elements of H (see the module notes for the proposal and the truncation ‖s‖ ≤ ρ):
+    K stratified angles, each with its own stretch, or (``rotations`` = R dividing K) every one of R angles with
+    every one of K / R stretches. ``phase`` (a scalar tensor) fixes the phase φ of the angles, otherwise drawn
+    with ``generator``."""
     group = check_group(group)
     num_samples = check_positive_int(num_samples, "num_samples")
     scale, rho = _check_positive(scale, "scale"), _check_positive(max_log_scale, "max_log_scale")
+    angles = num_samples if rotations is None or group == "so2" else check_positive_int(rotations, "rotations")
+    if num_samples % angles:
+        raise ValueError(f"rotations must divide num_samples = {num_samples}, got {rotations}")
     if phase is None:
         phase = 2 * math.pi * torch.rand((), generator=generator, dtype=dtype, device=device)
-    angle = phase + 2 * math.pi * torch.arange(num_samples, dtype=phase.dtype, device=phase.device) / num_samples
+    angle = phase + 2 * math.pi * torch.arange(angles, dtype=phase.dtype, device=phase.device) / angles
     c, s = torch.cos(angle), torch.sin(angle)
-    rotations = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    turns = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
     if group == "so2":
-        return GroupSamples(rotations, torch.zeros_like(c))
+        return GroupSamples(turns, torch.zeros_like(c))
     special = group == "sl"
     draw = sample_sl if special else sample_glplus
     m = sym_dim(2, special)
     accept = torch.special.gammainc(torch.tensor(m / 2, dtype=torch.float64), torch.tensor(rho**2 / (2 * scale**2),
                                                                                             dtype=torch.float64))
-    stretches, log_weights, count = [], [], 0
-    while count < num_samples:  # rejection: about K / accept draws in all
-        batch = draw(2, (int(2 * num_samples / float(accept)) + 4,), scale=scale, generator=generator, dtype=dtype,
+    count, wanted = 0, num_samples // angles if rotations is not None else num_samples
+    stretches, log_weights = [], []
+    while count < wanted:  # rejection: about wanted / accept draws in all
+        batch = draw(2, (int(2 * wanted / float(accept)) + 4,), scale=scale, generator=generator, dtype=dtype,
                      device=device)
         keep = torch.linalg.matrix_norm(batch.log_spd) <= rho
         stretches.append(batch.rotation.mT[keep] @ batch.matrix[keep])  # Exp(S)
         log_weights.append(batch.log_weight[keep])
         count += int(keep.sum())
-    log_weight = torch.cat(log_weights)[:num_samples] + math.log(float(accept))
-    return GroupSamples(rotations @ torch.cat(stretches)[:num_samples], log_weight)
+    stretch, log_weight = torch.cat(stretches)[:wanted], torch.cat(log_weights)[:wanted] + math.log(float(accept))
+    if rotations is None:
+        return GroupSamples(turns @ stretch, log_weight)
+    return GroupSamples((turns[:, None] @ stretch[None]).flatten(0, 1), log_weight.repeat(angles))
 
 
 REDRAWS = ("none", "rotation", "all")
@@ -143,12 +151,14 @@ class GroupSampler(nn.Module):
     of both (``"all"``)."""
 
     def __init__(self, group: str, num_samples: int, *, scale: float = 0.3, max_log_scale: float = 0.5,
-                 seed: int = 0, redraw: str = "none") -> None:
+                 rotations: int | None = None, seed: int = 0, redraw: str = "none") -> None:
         super().__init__()
         self.group = check_group(group)
         self.num_samples = check_positive_int(num_samples, "num_samples")
         self.scale, self.max_log_scale = _check_positive(scale, "scale"), _check_positive(max_log_scale,
                                                                                          "max_log_scale")
+        self.rotations = rotations
+        sample_group(self.group, self.num_samples, rotations=rotations)  # checks rotations
         self.seed = int(seed)
         if redraw not in REDRAWS:
             raise ValueError(f"redraw must be one of {REDRAWS}, got {redraw!r}")
@@ -156,7 +166,8 @@ class GroupSampler(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"group={self.group!r}, num_samples={self.num_samples}, scale={self.scale}, "
-                f"max_log_scale={self.max_log_scale}, seed={self.seed}, redraw={self.redraw!r}")
+                f"max_log_scale={self.max_log_scale}, rotations={self.rotations}, seed={self.seed}, "
+                f"redraw={self.redraw!r}")
 
     def forward(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GroupSamples:
         generator, phase = None, None
@@ -165,7 +176,7 @@ class GroupSampler(nn.Module):
         if self.training and self.redraw == "rotation":
             phase = 2 * math.pi * torch.rand((), dtype=dtype, device=device)
         return sample_group(self.group, self.num_samples, scale=self.scale, max_log_scale=self.max_log_scale,
-                            generator=generator, phase=phase, dtype=dtype, device=device)
+                            rotations=self.rotations, generator=generator, phase=phase, dtype=dtype, device=device)
 
 
 def _offsets(radius: int, like: Tensor) -> Tensor:

@@ -8,9 +8,10 @@ Training and validation images are upright; the test set is the test split warpe
 (``error_m0.50`` ...) and over all of them (``error``).
 
 Models: ``glplus``, ``sl``, ``so2`` (:class:`~liequiv.models.AffineCNN` on R² ⋊ GL+(2), R² ⋊ SL(2), R² ⋊ SO(2),
-the last the rotation-only baseline), ``cnn`` (:class:`~liequiv.models.PlainCNN` with the parameter count of the
-GL+(2) model) and ``cnn-aug`` (the same CNN trained on digits warped by fresh random maps of magnitude 1 in every
-batch).
+the last the rotation-only baseline; the samples are ``rotations`` angles times ``stretches`` stretches, a set
+closed under the rotations by 2π / ``rotations``), ``cnn`` (:class:`~liequiv.models.PlainCNN` with the parameter
+count of the GL+(2) model) and ``cnn-aug`` (the same CNN trained on digits warped by fresh random maps of magnitude
+1 in every batch).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class DigitsTask:
         self.augment = False
 
     def defaults(self, model: str) -> dict[str, Any]:
-        """A run of minutes on a 2-core CPU: widths (8, 16), 8 group samples, 30 epochs, batch 64, lr 1e-2
-        annealed by a cosine."""
+        """A run of minutes on a 2-core CPU: widths (8, 16), group samples on 8 rotations (times 2 stretches for
+        GL+(2) and SL(2): 16 samples), 30 epochs, batch 64, lr 1e-2 annealed by a cosine."""
         return {"epochs": 30, "batch_size": 64, "lr": 1e-2, "lr_schedule": "cosine", "weight_decay": 1e-5,
-                "hidden": 8, "layers": 2, "threads": None, "extra": {"num_samples": 8, "magnitudes": list(MAGNITUDES)}}
+                "hidden": 8, "layers": 2, "threads": None,
+                "extra": {"rotations": 8, "stretches": 2, "magnitudes": list(MAGNITUDES)}}
 
     def configure(self, config: TrainConfig) -> None:
         self.magnitudes = tuple(float(m) for m in config.extra.get("magnitudes", MAGNITUDES))
@@ -72,12 +74,13 @@ class DigitsTask:
         from liequiv.models.affine import AffineCNN, matching_plain_cnn
 
         channels = [config.hidden * 2**i for i in range(config.layers)]
-        samples = int(config.extra.get("num_samples", 8))
+        rotations, stretches = int(config.extra.get("rotations", 8)), int(config.extra.get("stretches", 2))
         if config.model in ("glplus", "sl", "so2"):
-            return AffineCNN(config.model, channels=channels, num_samples=samples, seed=config.seed)
+            samples = rotations * (1 if config.model == "so2" else stretches)
+            return AffineCNN(config.model, channels=channels, num_samples=samples, rotations=rotations,
+                             seed=config.seed)
         if config.model in ("cnn", "cnn-aug"):
-            return matching_plain_cnn(AffineCNN("glplus", channels=channels, num_samples=samples),
-                                      depth=config.layers)
+            return matching_plain_cnn(AffineCNN("glplus", channels=channels), depth=config.layers)
         raise ValueError(f"unknown model {config.model!r} for task 'digits'; choose from {', '.join(self.models)}")
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
