@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
     train.add_argument("--no-plots", action="store_true", help="skip the figures")
     train.add_argument("--threads", type=_POSITIVE_INT, default=None, help="torch intra-op threads per process")
+    train.add_argument("--device", default=None, help="cpu (default) or cuda (under torchrun: each process its GPU)")
     train.add_argument("--ema-decay", type=_DECAY, default=None, help="EMA of the weights (e.g. 0.99)")
     train.add_argument("--clip-grad", type=_POSITIVE, default=None, help="clip the gradient norm")
     train.add_argument("--lr-patience", type=_NON_NEGATIVE_INT, default=None,
@@ -179,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model {args.model!r} for task {args.task!r}; choose from {', '.join(task.models)}")
     config = TrainConfig(task=args.task, model=args.model, **task.defaults(args.model))
     for name in ("epochs", "batch_size", "lr", "weight_decay", "hidden", "layers", "seed", "train_size", "eval_every",
-                 "threads", "ema_decay", "clip_grad", "lr_patience", "lr_schedule"):
+                 "threads", "ema_decay", "clip_grad", "lr_patience", "lr_schedule", "device"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)

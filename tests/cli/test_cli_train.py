@@ -89,6 +89,12 @@ def test_non_finite_loss_exits_with_status_1(tmp_path: Path, toy: None, capsys) 
     assert "liequiv train: stopped: training loss is nan at epoch 1, step 1" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path: Path, toy: None, capsys) -> None:
+    assert main(["train", "toy", "--device", "cuda", "--no-plots", "--run-dir", str(tmp_path)]) != 0
+    assert "device 'cuda': this torch sees no GPU" in capsys.readouterr().err
+
+
 BAD_NUMBERS = [  # flag, value, what the error says is expected
     ("--epochs", "0", "a positive integer"), ("--epochs", "-3", "a positive integer"),
     ("--epochs", "2.5", "a positive integer"), ("--batch-size", "0", "a positive integer"),

@@ -15,7 +15,16 @@ from torch.utils.data import DataLoader
 
 from liequiv.train.checkpoint import load_checkpoint
 from liequiv.train.distributed import DistributedContext
-from liequiv.train.loop import NonFiniteLossError, TrainConfig, evaluate, fit, reduce_metrics
+from liequiv.train.loop import (
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    fit,
+    metric,
+    reduce_metrics,
+    resolve_device,
+    to_device,
+)
 from train_toy import Line, Scale, ScaleTask, ToyTask
 
 
@@ -73,6 +82,27 @@ def test_evaluate_is_the_mse_over_all_samples() -> None:
 def test_reduce_metrics_divides_sums_by_counts_and_roots_rmse() -> None:
     totals = {"mse": torch.tensor([3.0, 4.0]), "force_rmse": torch.tensor([18.0, 2.0])}
     assert reduce_metrics(totals, DistributedContext()) == {"force_rmse": 3.0, "mse": 0.75}
+
+
+def test_device_cpu_trains_as_the_default(tmp_path: Path) -> None:
+    default = fit(ToyTask(), _config(tmp_path / "a", epochs=2), log=lambda s: None)
+    explicit = fit(ToyTask(), _config(tmp_path / "b", epochs=2, device="cpu"), log=lambda s: None)
+    assert explicit["test_mse"] == default["test_mse"]
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["device"] == "cpu"
+
+
+def test_devices_metrics_and_batches() -> None:
+    assert resolve_device("cpu", DistributedContext()) == torch.device("cpu")
+    for bad in ("gpu", "tpu", "meta", ""):
+        with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+            resolve_device(bad, DistributedContext())
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this torch sees no GPU"):
+            resolve_device("cuda", DistributedContext())
+    pair = metric(torch.tensor(2.5, dtype=torch.float32, requires_grad=True) * 2, 4)
+    assert pair.dtype == torch.float64 and not pair.requires_grad and pair.tolist() == [5.0, 4.0]
+    moved = to_device({"x": torch.ones(2), "name": "a"}, torch.device("meta"))
+    assert moved["x"].device.type == "meta" and moved["name"] == "a"
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from liequiv.train.loop import Batch, Metrics, TrainConfig
+from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 
 __all__ = ["DigitsTask"]
 
@@ -92,9 +92,9 @@ class DigitsTask:
         logits = model(images)
         loss = nn.functional.cross_entropy(logits, labels)
         wrong = (logits.argmax(-1) != labels).double()
-        metrics = {"error": torch.stack([wrong.sum(), torch.tensor(float(len(labels)), dtype=torch.float64)])}
+        metrics = {"error": metric(wrong.sum(), len(labels))}
         if "level" in batch:
             for i, magnitude in enumerate(self.magnitudes):
                 at = batch["level"] == i
-                metrics[f"error_m{magnitude:.2f}"] = torch.stack([wrong[at].sum(), at.sum().double()])
+                metrics[f"error_m{magnitude:.2f}"] = metric(wrong[at].sum(), at.sum())
         return loss, metrics

@@ -16,6 +16,7 @@ class DistributedContext:
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0  # the process's index on its machine (its GPU)
 
     @property
     def is_main(self) -> bool:
@@ -33,7 +34,7 @@ class DistributedContext:
             return cls()
         if not dist.is_initialized():
             dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
-        return cls(dist.get_rank(), dist.get_world_size())
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
     def all_reduce_sum(self, values: Tensor) -> Tensor:
         """Sum a tensor over all processes (a copy; the identity with one process)."""

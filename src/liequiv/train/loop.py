@@ -74,7 +74,7 @@ class PredictionTask:
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
         err = self.predict(model, batch) - self.target(batch)
         loss = (err**2).mean()
-        return loss, {"mse": torch.stack([(err.detach().double() ** 2).sum(), torch.tensor(err.numel())])}
+        return loss, {"mse": metric((err.detach().double() ** 2).sum(), err.numel())}
 
     def plot(self, model: nn.Module, test_set: Dataset, run_dir: Path) -> None:
         """Input, true and predicted positions of the first test sample (``prediction.png``)."""
@@ -111,6 +111,7 @@ class TrainConfig:
     lr_patience: int | None = None  # evaluations without improvement before the learning rate is reduced
     lr_factor: float = 0.8
     lr_schedule: str = "plateau"  # or "cosine"
+    device: str = "cpu"  # or "cuda" (with torchrun: each process its LOCAL_RANK's GPU)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,6 +122,35 @@ class NonFiniteLossError(FloatingPointError):
 def _shard(dataset: Dataset, context: DistributedContext) -> Dataset:
     """Every world_size-th sample, from this rank's offset (no padding: evaluation counts each sample once)."""
     return Subset(dataset, range(context.rank, len(dataset), context.world_size))
+
+
+def metric(total: Tensor, count: float | Tensor) -> Tensor:
+    """A metric's ``(sum, count)`` pair ``[2]`` in float64 on ``total``'s device, detached."""
+    total = total.detach().to(torch.float64)
+    return torch.stack([total, torch.as_tensor(count, dtype=torch.float64, device=total.device)])
+
+
+def resolve_device(device: str, context: DistributedContext) -> torch.device:
+    """``config.device`` as a torch.device: "cpu", or "cuda" (this process's GPU: LOCAL_RANK's under torchrun);
+    ValueError when it cannot be used."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: this torch sees no GPU (torch.cuda.is_available() is False)")
+        if resolved.index is None:
+            resolved = torch.device("cuda", context.local_rank if context.enabled else torch.cuda.current_device())
+        torch.cuda.set_device(resolved)
+    return resolved
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch's tensors on ``device`` (other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 def _add(totals: dict[str, Tensor], metrics: Metrics) -> None:
@@ -139,14 +169,16 @@ def reduce_metrics(totals: dict[str, Tensor], context: DistributedContext) -> di
     return out
 
 
-def evaluate(task: Task, model: nn.Module, loader: Iterable[Batch], context: DistributedContext) -> dict[str, float]:
-    """The task's metrics over all samples, reduced over processes. Gradients stay enabled where the task says its
-    predictions need them (``grad_in_eval``: forces as -dE/dx); nothing is accumulated in the parameters."""
+def evaluate(task: Task, model: nn.Module, loader: Iterable[Batch], context: DistributedContext,
+             device: torch.device | None = None) -> dict[str, float]:
+    """The task's metrics over all samples (moved to ``device``), reduced over processes. Gradients stay enabled
+    where the task says its predictions need them (``grad_in_eval``: forces as -dE/dx); nothing is accumulated in
+    the parameters."""
     model.eval()
     totals: dict[str, Tensor] = {}
     with torch.set_grad_enabled(getattr(task, "grad_in_eval", False)):
         for batch in loader:
-            _, metrics = task.loss(model, batch)
+            _, metrics = task.loss(model, batch if device is None else to_device(batch, device))
             _add(totals, metrics)
     return reduce_metrics(totals, context)
 
@@ -157,7 +189,9 @@ def _environment() -> dict[str, str]:
 
 def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``config.model`` on ``task``; return (and write, on rank 0) the metrics."""
-    context = DistributedContext.from_environment()
+    backend = "nccl" if torch.device(config.device).type == "cuda" else "gloo"
+    context = DistributedContext.from_environment(backend)
+    device = resolve_device(config.device, context)
     say = (log or (lambda s: print(s, flush=True))) if context.is_main else (lambda s: None)
     if config.batch_size % context.world_size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {context.world_size} processes")
@@ -174,7 +208,7 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
     train_set, val_set, test_set = task.datasets(config)
     if config.train_size is not None:
         train_set = Subset(train_set, range(min(config.train_size, len(train_set))))
-    model = task.build_model(config, train_set)
+    model = task.build_model(config, train_set).to(device)
     parameters = list(model.parameters())
     n_params = sum(p.numel() for p in parameters)
     if not parameters and config.epochs:  # a fixed baseline (ICP) is only evaluated
@@ -204,7 +238,9 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         torch.set_rng_state(state["rng"])
         say(f"resumed from {run_dir / 'last.pt'} at epoch {start_epoch}")
-    trained = DistributedDataParallel(model) if context.enabled else model
+    trained = model
+    if context.enabled:
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     sampler = DistributedSampler(train_set, num_replicas=context.world_size, rank=context.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
@@ -226,7 +262,7 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
                 group["lr"] = config.lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
         for step, batch in enumerate(train_loader):
-            loss, metrics = task.loss(trained, batch)
+            loss, metrics = task.loss(trained, to_device(batch, device))
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -243,7 +279,8 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
                                     "seconds": seconds, "samples_per_s": len(train_set) / seconds,
                                     "lr": lr}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            record.update({f"val_{k}": v for k, v in evaluate(task, evaluated, val_loader, context).items()})
+            record.update({f"val_{k}": v for k, v in evaluate(task, evaluated, val_loader, context,
+                                                                          device).items()})
             if scheduler is not None:
                 scheduler.step(record[f"val_{monitor}"])
             if record[f"val_{monitor}"] < best["val"]:
@@ -267,7 +304,7 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
 
     if best["state"] is not None:
         evaluated.load_state_dict(best["state"])
-    test = evaluate(task, evaluated, test_loader, context)
+    test = evaluate(task, evaluated, test_loader, context, device)
     wall = time.perf_counter() - started
     throughput = [r["samples_per_s"] for r in history[start_epoch:]] or [0.0]
     metrics = {
@@ -292,7 +329,7 @@ def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = Non
             from liequiv.train.plots import plot_learning_curves
 
             plot_learning_curves(history, monitor, run_dir / "learning_curves.png")
-            if hasattr(task, "plot"):
-                task.plot(evaluated, test_set, run_dir)
+            if hasattr(task, "plot"):  # on the CPU, where the data sets live
+                task.plot(evaluated.cpu(), test_set, run_dir)
     context.barrier()
     return metrics

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from liequiv.train.loop import Batch, Metrics, TrainConfig
+from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 
 __all__ = ["MaterialsTask", "PotentialTask", "potential_from_config"]
 
@@ -129,18 +129,17 @@ class PotentialTask:
         w_energy, w_forces, w_stress = self.weights
         loss = w_energy * (d_energy / batch["n_atoms"].to(dtype)).square().mean() + w_forces * d_forces.square().mean()
         e, f = d_energy.detach().double() * 1000, d_forces.detach().double() * 1000  # meV, meV/Å
-        count_e, count_f = torch.tensor(float(n_graphs)), torch.tensor(float(f.numel()))
         stress = {}
         if with_stress:
             d_stress = out["stress"] - batch["stress"].to(dtype)
             loss = loss + w_stress * d_stress.square().mean()
             s = d_stress.detach().double() * 1000  # meV/Å³
-            stress = {"stress_mae": torch.stack([s.abs().sum(), torch.tensor(float(s.numel()))])}
+            stress = {"stress_mae": metric(s.abs().sum(), s.numel())}
         return loss, {
-            "loss": torch.stack([loss.detach().double() * n_graphs, count_e]),
-            "energy_mae": torch.stack([e.abs().sum(), count_e]),
-            "force_mae": torch.stack([f.abs().sum(), count_f]),
-            "force_rmse": torch.stack([f.square().sum(), count_f]),
+            "loss": metric(loss * n_graphs, n_graphs),
+            "energy_mae": metric(e.abs().sum(), n_graphs),
+            "force_mae": metric(f.abs().sum(), f.numel()),
+            "force_rmse": metric(f.square().sum(), f.numel()),
             **stress,
         }
 

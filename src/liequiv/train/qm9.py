@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
-from liequiv.train.loop import Batch, Metrics, TrainConfig
+from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 
 __all__ = ["QM9Regressor", "QM9Task", "dataset_targets", "graph_cutoff", "qm9_model_from_config"]
 
@@ -181,7 +181,5 @@ class QM9Task:
         normalized = (batch["target"] - regressor.mean) / regressor.mad
         loss = (y - normalized.to(y.dtype)).abs().mean()
         error = (regressor.denormalize(y.detach()) - batch["target"]).abs()
-        count = torch.tensor(float(n_graphs))
-        return loss, {"loss": torch.stack([loss.detach().double() * n_graphs, count]),
-                      "mae": torch.stack([error.sum(), count]),
-                      "baseline_mae": torch.stack([(batch["target"] - regressor.mean).abs().sum(), count])}
+        return loss, {"loss": metric(loss * n_graphs, n_graphs), "mae": metric(error.sum(), n_graphs),
+                      "baseline_mae": metric((batch["target"] - regressor.mean).abs().sum(), n_graphs)}

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from liequiv.train.loop import Batch, Metrics, TrainConfig
+from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 
 __all__ = ["QM9GenerationTask", "load_generator", "property_error", "sample_molecules"]
 
@@ -82,10 +82,12 @@ class QM9GenerationTask:
         return model
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
-        generator = None if model.training else torch.Generator().manual_seed(int(batch["n_atoms"].sum()))
+        generator = None
+        if not model.training:
+            generator = torch.Generator(batch["pos"].device).manual_seed(int(batch["n_atoms"].sum()))
         loss = model(batch["pos"], batch["numbers"], batch["batch"], batch["target"], generator=generator)
-        count = torch.tensor(float(batch["n_atoms"].shape[0]), dtype=torch.float64)
-        return loss, {"loss": torch.stack([loss.detach().double() * count, count])}
+        count = batch["n_atoms"].shape[0]
+        return loss, {"loss": metric(loss * count, count)}
 
 
 class ConditionedGenerator(nn.Module):

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from liequiv.generative.registration import pose_error, rigid_step
 from liequiv.groups import SE3
 from liequiv.models.registration_egnn import RegistrationEGNN
-from liequiv.train.loop import Batch, Metrics, TrainConfig
+from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 from liequiv.train.registration_metrics import rotation_error, success, translation_error
 
 __all__ = ["ICPRegistration", "RegistrationRegressor", "RegistrationTask", "registration_metrics"]
@@ -39,11 +39,10 @@ _DATA = {"n_points": 128, "max_angle": 45.0, "view": "full", "visible": 0.7, "sa
 def registration_metrics(estimate: SE3, truth: SE3) -> Metrics:
     """``rotation_error`` (degrees), ``translation_error`` and ``failure`` (1 - success at 5° and 0.1) as
     ``(sum, count)`` pairs over the batch (float64)."""
-    count = torch.tensor(float(truth.shape[0]), dtype=torch.float64)
     values = {"rotation_error": rotation_error(estimate, truth),
               "translation_error": translation_error(estimate, truth),
               "failure": (~success(estimate, truth)).to(torch.float64)}
-    return {name: torch.stack([value.detach().double().sum(), count]) for name, value in values.items()}
+    return {name: metric(value.double().sum(), truth.shape[0]) for name, value in values.items()}
 
 
 class RegistrationRegressor(nn.Module):
@@ -145,9 +144,9 @@ class RegistrationTask:
         source, target, truth = batch["source"], batch["target"], SE3(batch["motion"])
         if not model.training:
             return torch.zeros(()), registration_metrics(self.predict(model, batch), truth)
-        count = torch.tensor(float(source.shape[0]), dtype=torch.float64)
+        count = source.shape[0]
         if self.sampling is not None:
             loss = model(source, target, batch["motion"], batch["source_inlier"])
-            return loss, {"diffusion_loss": torch.stack([loss.detach().double() * count, count])}
+            return loss, {"diffusion_loss": metric(loss * count, count)}
         loss = pose_error(model(source, target), truth, source, batch["source_inlier"]).mean()
-        return loss, {"pose_mse": torch.stack([loss.detach().double() * count, count])}
+        return loss, {"pose_mse": metric(loss * count, count)}

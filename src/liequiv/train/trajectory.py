@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from liequiv.nn.graph import scatter_mean
-from liequiv.train.loop import Batch, Metrics, TrainConfig
+from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 
 if TYPE_CHECKING:
     from liequiv.data.nbody import NBodyConfig
@@ -43,8 +43,7 @@ def displacement_errors(pred: Tensor, target: Tensor) -> Metrics:
         raise ValueError(f"pred and target must both have shape [N, horizon, 3], got {list(pred.shape)} and "
                          f"{list(target.shape)}")
     distance = torch.linalg.vector_norm(pred.detach().double() - target.double(), dim=-1)  # [N, horizon]
-    return {"ade": torch.stack([distance.sum(), torch.tensor(float(distance.numel()))]),
-            "fde": torch.stack([distance[:, -1].sum(), torch.tensor(float(distance.shape[0]))])}
+    return {"ade": metric(distance.sum(), distance.numel()), "fde": metric(distance[:, -1].sum(), distance.shape[0])}
 
 
 def min_displacement_errors(samples: Tensor, target: Tensor, batch: Tensor) -> Metrics:
@@ -61,8 +60,7 @@ def min_displacement_errors(samples: Tensor, target: Tensor, batch: Tensor) -> M
     trajectories = int(batch.max()) + 1
     per_node = torch.stack([distance.mean(-1), distance[..., -1]], -1).transpose(0, 1)  # [N, k, 2]
     best = scatter_mean(per_node, batch, trajectories).amin(1)  # [B, 2]
-    count = torch.tensor(float(trajectories), dtype=torch.float64)
-    return {"ade": torch.stack([best[:, 0].sum(), count]), "fde": torch.stack([best[:, 1].sum(), count])}
+    return {"ade": metric(best[:, 0].sum(), trajectories), "fde": metric(best[:, 1].sum(), trajectories)}
 
 
 class TrajectoryTask:
@@ -165,15 +163,15 @@ class TrajectoryTask:
         errors = displacement_errors(pred, target)  # checks the shapes
         err = pred - target
         loss = err.square().mean()
-        mse = torch.stack([err.detach().double().square().sum(), torch.tensor(float(err.numel()))])
+        mse = metric(err.detach().double().square().sum(), err.numel())
         return loss, {"mse": mse, **errors}
 
     def _generative_loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
         """Training: the diffusion loss. Evaluation: minADE / minFDE over ``k`` drawn futures."""
         if model.training:
             loss = model(batch["pos"], batch["charges"], batch["target"], batch["edge_index"], batch["batch"])
-            count = torch.tensor(float(batch["target"].numel()))
-            return loss, {"diffusion_mse": torch.stack([loss.detach().double() * count, count])}
+            count = batch["target"].numel()
+            return loss, {"diffusion_mse": metric(loss * count, count)}
         return torch.zeros(()), min_displacement_errors(self.predict(model, batch), batch["target"], batch["batch"])
 
     def plot(self, model: nn.Module, test_set: Dataset, run_dir: Path) -> None:
