@@ -9,10 +9,12 @@ import torch
 
 from liequiv.data.digits import (
     DIGIT_SPLITS,
+    RENDER_WIDTH,
     load_digit_images,
     load_digits_split,
     perturbed_digits,
     random_linear_maps,
+    render_digits,
     warp_images,
 )
 
@@ -23,7 +25,7 @@ def test_images_layout_and_range():
     assert images.dtype == torch.float32 and labels.dtype == torch.long
     assert 0 <= float(images.min()) and float(images.max()) <= 1 and float(images.max()) > 0.9
     assert set(labels.tolist()) == set(range(10))
-    assert images[..., :4, :].abs().max() == 0 and images[..., -4:].abs().max() == 0  # the 4-pixel border
+    assert images[..., :2, :].abs().max() < 0.02 and images[..., -2:].abs().max() < 0.02  # the border, 3σ away
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -38,13 +40,42 @@ def test_split_is_deterministic_and_disjoint():
 
 
 def test_magnitude_zero_is_identity_and_perturbation_is_seeded():
-    images, _ = load_digits_split("valid")
-    same, matrices = perturbed_digits(images[:16], 0.0)
-    assert torch.equal(matrices, torch.eye(2).expand(16, 2, 2))
-    assert (same - images[:16]).abs().max() < 1e-6
-    a, ma = perturbed_digits(images[:16], 0.7, seed=3)
-    b, mb = perturbed_digits(images[:16], 0.7, seed=3)
-    assert torch.equal(a, b) and torch.equal(ma, mb) and not torch.equal(a, images[:16])
+    images, labels = load_digits_split("valid")
+    same, same_labels, matrices = perturbed_digits("valid", 0.0)
+    assert torch.equal(matrices, torch.eye(2).expand(270, 2, 2)) and torch.equal(same_labels, labels)
+    assert (same - images).abs().max() < 1e-6
+    a, _, ma = perturbed_digits("valid", 0.7, seed=3)
+    b, _, mb = perturbed_digits("valid", 0.7, seed=3)
+    assert torch.equal(a, b) and torch.equal(ma, mb) and not torch.equal(a, images)
+
+
+def test_rendering_is_the_sum_of_bumps_and_moves_exactly():
+    """A single source pixel renders as its Gaussian bump (closed form); a moved digit is the upright rendering's
+    function at A⁻¹ p, which a quarter turn and a shear check on the pixel grid."""
+    values = torch.zeros(1, 8, 8, dtype=torch.float64)
+    values[0, 2, 5] = 1.0  # row 2, column 5
+    image = render_digits(values, size=28, digit_size=20)[0, 0].double()
+    spacing, width = 2.5, RENDER_WIDTH * 2.5
+    centre = torch.tensor([(5 - 3.5) * spacing, (2 - 3.5) * spacing], dtype=torch.float64)  # (column, row)
+    r = torch.arange(28, dtype=torch.float64) - 13.5
+    d2 = (r[None, :] - centre[0]) ** 2 + (r[:, None] - centre[1]) ** 2
+    k = torch.arange(-8, 9, dtype=torch.float64) * spacing
+    norm = float(torch.exp(-(k**2) / (2 * width**2)).sum()) ** 2
+    torch.testing.assert_close(image, torch.exp(-d2 / (2 * width**2)) / norm, rtol=1e-6, atol=1e-7)
+    flat = render_digits(torch.ones(1, 8, 8))[0, 0, 12:16, 12:16]
+    assert (flat - 1).abs().max() < 0.04  # a constant source renders nearly constant (bumps of 0.5 spacing ripple)
+    source = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    upright = render_digits(source)
+    quarter = torch.tensor([[0.0, 1.0], [-1.0, 0.0]]).expand(2, 2, 2)  # torch.rot90's map, as in warp_images
+    torch.testing.assert_close(render_digits(source, quarter), torch.rot90(upright, 1, (-2, -1)), rtol=0,
+                               atol=1e-6)
+    shear = torch.tensor([[1.0, 1.0], [0.0, 1.0]]).expand(2, 2, 2)  # A⁻¹ (c, r) = (c - r, r): pixels to pixels
+    moved, upright = render_digits(source, shear, size=29), render_digits(source, size=29)  # centre on a pixel
+    for row in range(29):
+        for col in range(29):
+            source_col = col - (row - 14)
+            if 0 <= source_col < 29:
+                assert abs(float(moved[0, 0, row, col] - upright[0, 0, row, source_col])) < 1e-6
 
 
 def test_maps_stay_in_their_ranges():
@@ -93,6 +124,10 @@ def test_bad_input():
         load_digits_split("training")
     with pytest.raises(ValueError, match="digit_size"):
         load_digit_images(size=16, digit_size=20)
+    with pytest.raises(ValueError, match="values must be a tensor"):
+        render_digits(torch.rand(2, 7, 8))
+    with pytest.raises(ValueError, match="matrices must have shape"):
+        render_digits(torch.rand(2, 8, 8), torch.eye(2)[None])
     with pytest.raises(ValueError, match="magnitude"):
         random_linear_maps(4, 1.5)
     with pytest.raises(ValueError, match="max_angle"):

@@ -1,8 +1,9 @@
 """Affine-invariant digit classification, ``liequiv train digits``: train on upright digits, test on digits moved by
 random linear maps of growing magnitude (the idea of the affNIST protocol).
 
-Data: :mod:`liequiv.data.digits` (scikit-learn's bundled 8×8 digits upsampled into 28×28; 1,257 / 270 / 270).
-Training and validation images are upright; the test set is the test split warped at each magnitude of
+Data: :mod:`liequiv.data.digits` (scikit-learn's bundled 8×8 digits rendered smoothly into 28×28; 1,257 / 270 /
+270). Training and validation images are upright; the test set is the test split moved (rendered exactly) at
+each magnitude of
 ``magnitudes`` (``random_linear_maps`` in GL+(2): rotations up to ``m · 180°``, stretches and shears with
 ``‖log P‖ ≤ m · 0.5``, one seeded draw per magnitude), and the test metrics give the error at each
 (``error_m0.50`` ...) and over all of them (``error``).
@@ -57,8 +58,8 @@ class DigitsTask:
         from liequiv.data.digits import load_digits_split, perturbed_digits
 
         train, valid = (TensorDataset(*load_digits_split(split)) for split in ("train", "valid"))
-        images, labels = load_digits_split("test")
-        warped = [perturbed_digits(images, m, seed=i)[0] for i, m in enumerate(self.magnitudes)]
+        moved = [perturbed_digits("test", m, seed=i) for i, m in enumerate(self.magnitudes)]
+        warped, labels = [images for images, _, _ in moved], moved[0][1]
         level = torch.arange(len(self.magnitudes)).repeat_interleave(len(labels))
         test = TensorDataset(torch.cat(warped), labels.repeat(len(self.magnitudes)), level)
         return train, valid, test
