@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     registration.add_argument("--max-angle", type=_POSITIVE, default=None, help="largest rotation, degrees (<= 180)")
     registration.add_argument("--sampling", default=None, choices=("shared", "independent"),
                               help="both views cut from one draw of surface points (default) or from two")
+    digits = train.add_argument_group("digits")
+    digits.add_argument("--resolution", type=_POSITIVE_INT, default=None,
+                        help="image scale r: 28r pixels, kernels and blur scaled by r (default 1)")
+    digits.add_argument("--rotations", type=_POSITIVE_INT, default=None, help="angles of the group samples (8)")
+    digits.add_argument("--stretches", type=_POSITIVE_INT, default=None,
+                        help="stretches per angle, GL+(2) and SL(2) (2)")
     md = commands.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
     md.add_argument("--checkpoint", required=True, help="best.pt or last.pt of liequiv train md17 | materials")
     md.add_argument("--structure", required=True, help="a file ASE reads, cu, cuni, or an rMD17 molecule name")
@@ -167,7 +173,7 @@ _EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stre
           "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
           "forces_weight": "forces_weight", "dtype": "dtype", "target": "target", "valid_size": "valid_size",
           "test_size": "test_size", "view": "view", "visible": "visible", "max_angle": "max_angle",
-          "sampling": "sampling"}
+          "sampling": "sampling", "resolution": "resolution", "rotations": "rotations", "stretches": "stretches"}
 
 
 def _train(args: argparse.Namespace) -> int:

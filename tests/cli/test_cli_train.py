@@ -108,7 +108,8 @@ BAD_NUMBERS = [  # flag, value, what the error says is expected
     ("--correlation", "0", "a positive integer"), ("--lmax", "-1", "a non-negative integer"),
     ("--node-lmax", "-1", "a non-negative integer"), ("--cutoff", "0", "a positive number"),
     ("--cutoff", "five", "a positive number"), ("--energy-weight", "-1", "a non-negative number"),
-    ("--forces-weight", "-0.5", "a non-negative number"),
+    ("--forces-weight", "-0.5", "a non-negative number"), ("--resolution", "0", "a positive integer"),
+    ("--rotations", "-2", "a positive integer"), ("--stretches", "1.5", "a positive integer"),
 ]
 
 

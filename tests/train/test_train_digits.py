@@ -13,7 +13,8 @@ from liequiv.train.loop import TrainConfig, fit
 
 def _config(model: str, tmp_path, **overrides) -> tuple[DigitsTask, TrainConfig]:
     task = DigitsTask()
-    extra = {**task.defaults(model)["extra"], "num_samples": 4, "magnitudes": [0.0, 1.0], **overrides.pop("extra", {})}
+    extra = {**task.defaults(model)["extra"], "rotations": 4, "stretches": 1, "magnitudes": [0.0, 1.0],
+             **overrides.pop("extra", {})}
     defaults = {**task.defaults(model), "epochs": 1, "train_size": 64, "hidden": 4, "plots": False,
                 "run_dir": str(tmp_path / model), **overrides, "extra": extra}
     config = TrainConfig(task="digits", model=model, **defaults)
@@ -42,6 +43,19 @@ def test_the_test_set_sweeps_the_magnitudes(tmp_path):
     assert metrics["error"].tolist() == [float(wrong.sum()), 3.0]
     assert metrics["error_m0.00"].tolist() == [float(wrong[:2].sum()), 2.0]
     assert metrics["error_m1.00"].tolist() == [float(wrong[2]), 1.0]
+
+
+def test_resolution_scales_images_kernels_and_blur(tmp_path):
+    task, config = _config("glplus", tmp_path, extra={"resolution": 2, "rotations": 8, "stretches": 2})
+    train, _, test = task.datasets(config)
+    assert train.tensors[0].shape[-2:] == (56, 56) and test.tensors[0].shape[-2:] == (56, 56)
+    upright, _ = load_digits_split("train", size=56, digit_size=40)
+    assert torch.equal(train.tensors[0], upright)
+    model = task.build_model(config, train)
+    assert model.lift.kernel.radius == 6.0 and model.blur == 2.0
+    assert model.sampler.num_samples == 16 and model.sampler.rotations == 8
+    cnn = task.build_model(_config("cnn", tmp_path, extra={"resolution": 2})[1], train)
+    assert cnn.convs[0].kernel_size == (9, 9) and cnn.blur == 2.0
 
 
 def test_cnn_aug_trains_on_warped_digits_and_evaluates_upright(tmp_path):

@@ -43,10 +43,11 @@ class DigitsTask:
 
     def defaults(self, model: str) -> dict[str, Any]:
         """A run of minutes on a 2-core CPU: widths (8, 16), group samples on 8 rotations (times 2 stretches for
-        GL+(2) and SL(2): 16 samples), 30 epochs, batch 64, lr 1e-2 annealed by a cosine."""
+        GL+(2) and SL(2): 16 samples), 30 epochs, batch 64, lr 1e-2 annealed by a cosine; ``resolution`` r renders
+        the digits into 28r pixels and scales the kernels (radius 3r, CNN size 4r + 1) and the input blur (r)."""
         return {"epochs": 30, "batch_size": 64, "lr": 1e-2, "lr_schedule": "cosine", "weight_decay": 1e-5,
                 "hidden": 8, "layers": 2, "threads": None,
-                "extra": {"rotations": 8, "stretches": 2, "magnitudes": list(MAGNITUDES)}}
+                "extra": {"rotations": 8, "stretches": 2, "resolution": 1, "magnitudes": list(MAGNITUDES)}}
 
     def configure(self, config: TrainConfig) -> None:
         self.magnitudes = tuple(float(m) for m in config.extra.get("magnitudes", MAGNITUDES))
@@ -57,8 +58,10 @@ class DigitsTask:
     def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
         from liequiv.data.digits import load_digits_split, perturbed_digits
 
-        train, valid = (TensorDataset(*load_digits_split(split)) for split in ("train", "valid"))
-        moved = [perturbed_digits("test", m, seed=i) for i, m in enumerate(self.magnitudes)]
+        r = int(config.extra.get("resolution", 1))
+        frame = {"size": 28 * r, "digit_size": 20 * r}
+        train, valid = (TensorDataset(*load_digits_split(split, **frame)) for split in ("train", "valid"))
+        moved = [perturbed_digits("test", m, seed=i, **frame) for i, m in enumerate(self.magnitudes)]
         warped, labels = [images for images, _, _ in moved], moved[0][1]
         level = torch.arange(len(self.magnitudes)).repeat_interleave(len(labels))
         test = TensorDataset(torch.cat(warped), labels.repeat(len(self.magnitudes)), level)
@@ -76,12 +79,14 @@ class DigitsTask:
 
         channels = [config.hidden * 2**i for i in range(config.layers)]
         rotations, stretches = int(config.extra.get("rotations", 8)), int(config.extra.get("stretches", 2))
+        r = int(config.extra.get("resolution", 1))
         if config.model in ("glplus", "sl", "so2"):
             samples = rotations * (1 if config.model == "so2" else stretches)
             return AffineCNN(config.model, channels=channels, num_samples=samples, rotations=rotations,
-                             seed=config.seed)
+                             kernel_radius=3.0 * r, blur=float(r), seed=config.seed)
         if config.model in ("cnn", "cnn-aug"):
-            return matching_plain_cnn(AffineCNN("glplus", channels=channels), depth=config.layers)
+            return matching_plain_cnn(AffineCNN("glplus", channels=channels), depth=config.layers,
+                                      kernel_size=4 * r + 1, blur=float(r))
         raise ValueError(f"unknown model {config.model!r} for task 'digits'; choose from {', '.join(self.models)}")
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Metrics]:
