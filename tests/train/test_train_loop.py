@@ -89,6 +89,8 @@ def test_device_cpu_trains_as_the_default(tmp_path: Path) -> None:
     explicit = fit(ToyTask(), _config(tmp_path / "b", epochs=2, device="cpu"), log=lambda s: None)
     assert explicit["test_mse"] == default["test_mse"]
     assert json.loads((tmp_path / "b" / "config.json").read_text())["device"] == "cpu"
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        fit(ToyTask(), _config(tmp_path / "c", epochs=1, device="gpu"), log=lambda s: None)
 
 
 def test_devices_metrics_and_batches() -> None:

@@ -76,6 +76,7 @@ SPATIAL_GRID = 3
 r = ``kernel_radius`` (29 of them), of width SPATIAL_WIDTH · r / SPATIAL_GRID."""
 
 SPATIAL_WIDTH = 0.6
+"""Width of the spatial kernel basis' Gaussians in grid spacings (one pixel at r = 3)."""
 
 FOURIER_ORDER = 2
 """Highest frequency in the rotation angle of the group kernel basis."""
@@ -112,9 +113,7 @@ def sample_group(group: str, num_samples: int, *, scale: float = 0.3, max_log_sc
     group = check_group(group)
     num_samples = check_positive_int(num_samples, "num_samples")
     scale, rho = _check_positive(scale, "scale"), _check_positive(max_log_scale, "max_log_scale")
-    angles = num_samples if rotations is None or group == "so2" else check_positive_int(rotations, "rotations")
-    if num_samples % angles:
-        raise ValueError(f"rotations must divide num_samples = {num_samples}, got {rotations}")
+    angles = _angles(group, num_samples, rotations)
     if phase is None:
         phase = 2 * math.pi * torch.rand((), generator=generator, dtype=dtype, device=device)
     angle = phase + 2 * math.pi * torch.arange(angles, dtype=phase.dtype, device=phase.device) / angles
@@ -142,6 +141,15 @@ def sample_group(group: str, num_samples: int, *, scale: float = 0.3, max_log_sc
     return GroupSamples((turns[:, None] @ stretch[None]).flatten(0, 1), log_weight.repeat(angles))
 
 
+def _angles(group: str, num_samples: int, rotations: int | None) -> int:
+    """The number of sampled angles: ``rotations`` (which must divide K), or K without it and for SO(2)."""
+    if rotations is None or group == "so2":
+        return num_samples
+    if num_samples % check_positive_int(rotations, "rotations"):
+        raise ValueError(f"rotations must divide num_samples = {num_samples}, got {rotations}")
+    return rotations
+
+
 REDRAWS = ("none", "rotation", "all")
 
 
@@ -157,8 +165,8 @@ class GroupSampler(nn.Module):
         self.num_samples = check_positive_int(num_samples, "num_samples")
         self.scale, self.max_log_scale = _check_positive(scale, "scale"), _check_positive(max_log_scale,
                                                                                          "max_log_scale")
+        _angles(self.group, self.num_samples, rotations)
         self.rotations = rotations
-        sample_group(self.group, self.num_samples, rotations=rotations)  # checks rotations
         self.seed = int(seed)
         if redraw not in REDRAWS:
             raise ValueError(f"redraw must be one of {REDRAWS}, got {redraw!r}")

@@ -189,7 +189,7 @@ def _environment() -> dict[str, str]:
 
 def fit(task: Task, config: TrainConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``config.model`` on ``task``; return (and write, on rank 0) the metrics."""
-    backend = "nccl" if torch.device(config.device).type == "cuda" else "gloo"
+    backend = "nccl" if str(config.device).startswith("cuda") else "gloo"
     context = DistributedContext.from_environment(backend)
     device = resolve_device(config.device, context)
     say = (log or (lambda s: print(s, flush=True))) if context.is_main else (lambda s: None)
