@@ -98,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image scale r: 28r pixels, kernels and blur scaled by r (default 1)")
     digits.add_argument("--rotations", type=_POSITIVE_INT, default=None, help="angles of the group samples (8)")
     digits.add_argument("--stretches", type=_POSITIVE_INT, default=None,
-                        help="stretches per angle, GL+(2) and SL(2) (2)")
+                        help="Monte Carlo stretches per angle, GL+(2) and SL(2) (2)")
+    digits.add_argument("--quadrature", default=None, choices=("monte-carlo", "grid"),
+                        help="stretches drawn (default) or on a product grid of --scales × (1 + --shears)")
+    digits.add_argument("--scales", type=_POSITIVE_INT, default=None, help="grid: isotropic log-scales, GL+(2) (1)")
+    digits.add_argument("--shears", type=_NON_NEGATIVE_INT, default=None,
+                        help="grid: directions of the traceless stretch (0)")
+    digits.add_argument("--max-log-scale", type=_POSITIVE, default=None,
+                        help="largest log singular value of the samples (0.5)")
     md = commands.add_parser("md", help="molecular dynamics with a trained potential (ASE)")
     md.add_argument("--checkpoint", required=True, help="best.pt or last.pt of liequiv train md17 | materials")
     md.add_argument("--structure", required=True, help="a file ASE reads, cu, cuni, or an rMD17 molecule name")
@@ -173,7 +180,8 @@ _EXTRA = {"molecule": "molecule", "material": "material", "stress_weight": "stre
           "node_lmax": "node_lmax", "cutoff": "cutoff", "energy_weight": "energy_weight",
           "forces_weight": "forces_weight", "dtype": "dtype", "target": "target", "valid_size": "valid_size",
           "test_size": "test_size", "view": "view", "visible": "visible", "max_angle": "max_angle",
-          "sampling": "sampling", "resolution": "resolution", "rotations": "rotations", "stretches": "stretches"}
+          "sampling": "sampling", "resolution": "resolution", "rotations": "rotations", "stretches": "stretches",
+          "quadrature": "quadrature", "scales": "scales", "shears": "shears", "max_log_scale": "max_log_scale"}
 
 
 def _train(args: argparse.Namespace) -> int:

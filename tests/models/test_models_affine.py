@@ -14,9 +14,13 @@ def _count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_so2_model_is_exactly_invariant_to_quarter_turns():
+@pytest.mark.parametrize("options", [{"group": "so2", "num_samples": 8},
+                                     {"group": "glplus", "num_samples": 24, "rotations": 4, "quadrature": "grid",
+                                      "scales": 3, "shears": 1}], ids=["so2", "glplus-grid"])
+def test_model_is_exactly_invariant_to_quarter_turns(options):
+    """The samples are closed under quarter turns (8 angles; the grid's 4 angles), which permute the pixel offsets."""
     torch.manual_seed(0)
-    model = AffineCNN("so2", channels=(4, 6, 6), num_samples=8).double().eval()
+    model = AffineCNN(channels=(4, 6, 6), **options).double().eval()
     x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
     logits = model(x)
     for k in (1, 2, 3):

@@ -15,6 +15,7 @@ from liequiv.nn.affine_conv import (
     AffineLifting,
     GroupSampler,
     GroupSamples,
+    grid_group,
     invariant_max_pool,
     sample_group,
 )
@@ -226,6 +227,76 @@ def test_rotation_grid_is_closed_under_its_rotations(group):
     assert len(set(torch.linalg.svdvals(samples.matrix)[:, 0].round(decimals=9).tolist())) == 3  # 3 stretches
     fresh = sample_group(group, 24, generator=_gen(2), dtype=torch.float64)  # without: 24 stretches
     assert len(set(torch.linalg.svdvals(fresh.matrix)[:, 0].round(decimals=9).tolist())) == 24
+
+
+def _matches(moved: torch.Tensor, matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each moved element: (distance to the nearest sample, its index)."""
+    distance = (moved[:, None] - matrix[None]).flatten(2).norm(dim=-1)
+    return distance.min(1).values, distance.argmin(1)
+
+
+def test_grid_is_closed_under_its_rotations_and_interior_scalings():
+    """The product grid of 8 angles × 3 log-scales × (centre + 2 traceless directions): a turn by π/4 permutes it,
+    the scaling by the grid step e^(ρ/2) maps the two lower log-scales onto the two upper ones, weights included."""
+    rho = 0.5
+    samples = grid_group("glplus", 8, scales=3, shears=2, max_log_scale=rho, generator=_gen(4), dtype=torch.float64)
+    matrix, log_weight = samples
+    assert matrix.shape == (72, 2, 2)
+    assert float(torch.linalg.svdvals(matrix).log().abs().max()) == pytest.approx(rho, abs=1e-12)
+    c, s = math.cos(math.pi / 4), math.sin(math.pi / 4)
+    distance, match = _matches(torch.tensor([[c, -s], [s, c]], dtype=torch.float64) @ matrix, matrix)
+    assert float(distance.max()) < 1e-12 and sorted(match.tolist()) == list(range(72))
+    assert torch.equal(log_weight[match], log_weight)
+    distance, match = _matches(math.exp(rho / 2) * matrix, matrix)
+    log_scale = torch.linalg.det(matrix).log() / 2
+    inside = log_scale < rho / 2 - 1e-9
+    assert int(inside.sum()) == 48
+    assert float(distance[inside].max()) < 1e-12 and float(distance[~inside].min()) > 0.1
+    assert torch.allclose(log_scale[match[inside]], log_scale[inside] + rho / 2, atol=1e-12)
+    assert torch.equal(log_weight[match[inside]], log_weight[inside])
+
+
+@pytest.mark.parametrize("group", ["glplus", "sl"])
+def test_grid_weights_are_the_haar_density_times_the_polar_cells(group):
+    """Centre: the disc |T| < β/2 (area π β² / 4), h = 1; ring point: 1 / D of the annulus β/2 < |T| < 3β/2
+    (area 2 π β² / D), h(S) = sinh(2β) / 2β for the eigenvalues ±β of T (closed forms, up to one constant)."""
+    rho, shears = 0.6, 3
+    scales = 3 if group == "glplus" else 1
+    matrix, log_weight = grid_group(group, 2, scales=scales, shears=shears, max_log_scale=rho, dtype=torch.float64)
+    beta = rho / 2 if group == "glplus" else rho
+    sigma = torch.linalg.svdvals(matrix).log()
+    traceless = (sigma[:, 0] - sigma[:, 1]) / 2
+    ring = traceless > 1e-9
+    assert int(ring.sum()) == 2 * scales * shears
+    assert torch.allclose(traceless[ring], torch.full_like(traceless[ring], beta), atol=1e-12)
+    expected = torch.full_like(log_weight, math.log(0.25))
+    expected[ring] = math.log(2 / shears) + math.log(math.sinh(2 * beta) / (2 * beta))
+    assert torch.allclose(log_weight, expected, atol=1e-12)
+    if group == "sl":
+        assert torch.allclose(torch.linalg.det(matrix), torch.ones(len(matrix), dtype=torch.float64), atol=1e-12)
+
+
+def test_grid_sampler_fixes_the_stretches_and_checks_the_count():
+    sampler = GroupSampler("glplus", 24, rotations=4, quadrature="grid", scales=3, shears=1, redraw="rotation")
+    a, b = sampler(torch.float64), sampler(torch.float64)
+    assert not torch.equal(a.matrix, b.matrix)  # a fresh phase in training
+    assert torch.allclose(torch.linalg.svdvals(a.matrix), torch.linalg.svdvals(b.matrix), atol=1e-12)
+    expected = grid_group("glplus", 4, scales=3, shears=1, generator=_gen(0), dtype=torch.float64)
+    assert torch.equal(sampler.eval()(torch.float64).matrix, expected.matrix)
+    with pytest.raises(ValueError, match="rotations × scales × \\(1 \\+ shears\\) = num_samples"):
+        GroupSampler("glplus", 16, rotations=4, quadrature="grid", scales=3)
+    with pytest.raises(ValueError, match="rotations × scales"):
+        GroupSampler("glplus", 12, quadrature="grid", scales=3)
+    with pytest.raises(ValueError, match="quadrature must be one of"):
+        GroupSampler("glplus", 12, quadrature="sobol")
+    with pytest.raises(ValueError, match="scales must be 1 for group 'sl'"):
+        grid_group("sl", 4, scales=2)
+    with pytest.raises(ValueError, match="shears must be 0 for group 'so2'"):
+        grid_group("so2", 4, shears=2)
+    with pytest.raises(ValueError, match="shears must be an integer >= 0"):
+        grid_group("glplus", 4, shears=-1)
+    with pytest.raises(ValueError, match="scales"):
+        grid_group("glplus", 4, scales=0)
 
 
 def test_bad_input():

@@ -86,6 +86,21 @@ def test_each_model_runs_and_reports_the_sweep(tmp_path, model):
     assert metrics["test_error"] == pytest.approx((metrics["test_error_m0.00"] + metrics["test_error_m1.00"]) / 2)
 
 
+def test_grid_quadrature_builds_the_product_grid(tmp_path):
+    options = {"quadrature": "grid", "rotations": 4, "scales": 3, "shears": 2, "max_log_scale": 0.6}
+    task, config = _config("glplus", tmp_path, extra=options)
+    model = task.build_model(config, None)
+    sampler = model.sampler
+    assert (sampler.quadrature, sampler.num_samples, sampler.scales, sampler.shears) == ("grid", 36, 3, 2)
+    assert model.lift.max_log_scale == 0.6
+    log_scales = torch.linalg.det(sampler.eval()().matrix).log() / 2
+    assert log_scales.round(decimals=5).unique().tolist() == pytest.approx([-0.3, 0.0, 0.3])
+    with pytest.raises(ValueError, match="scales and shears are options of --quadrature grid"):
+        task.build_model(_config("glplus", tmp_path, extra={"scales": 3})[1], None)
+    with pytest.raises(ValueError, match="scales must be 1 for group 'sl'"):
+        task.build_model(_config("sl", tmp_path, extra=options)[1], None)
+
+
 def test_unknown_model_and_bad_magnitudes(tmp_path):
     task, _ = _config("cnn", tmp_path)
     with pytest.raises(ValueError, match="unknown model 'vit' for task 'digits'"):

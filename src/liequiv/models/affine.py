@@ -70,17 +70,20 @@ def _check_blur(blur: object) -> float:
 
 
 class AffineCNN(nn.Module):
-    """Invariant classifier on R² ⋊ H; ``group`` is "glplus", "sl" or "so2" (see the module notes)."""
+    """Invariant classifier on R² ⋊ H; ``group`` is "glplus", "sl" or "so2" (see the module notes); the samples
+    are those of :class:`~liequiv.nn.GroupSampler` with the same arguments."""
 
     def __init__(self, group: str = "glplus", in_channels: int = 1, num_classes: int = 10,
                  channels: Sequence[int] = (8, 16), num_samples: int = 8, *, rotations: int | None = None,
                  kernel_radius: float = 3.0, scale: float = 0.3, max_log_scale: float = 0.5,
-                 group_width: float = 0.5, blur: float = 1.0, seed: int = 0, redraw: str = "none") -> None:
+                 group_width: float = 0.5, blur: float = 1.0, seed: int = 0, redraw: str = "none",
+                 quadrature: str = "monte-carlo", scales: int = 1, shears: int = 0) -> None:
         super().__init__()
         channels = _check_channels(channels)
         self.blur = _check_blur(blur)
         self.sampler = GroupSampler(group, num_samples, scale=scale, max_log_scale=max_log_scale,
-                                    rotations=rotations, seed=seed, redraw=redraw)
+                                    rotations=rotations, seed=seed, redraw=redraw, quadrature=quadrature,
+                                    scales=scales, shears=shears)
         self.lift = AffineLifting(in_channels, channels[0], group, kernel_radius=kernel_radius,
                                   max_log_scale=max_log_scale)
         self.convs = nn.ModuleList(

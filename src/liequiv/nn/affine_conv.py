@@ -62,11 +62,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liequiv.groups.linear import polar_decompose, sample_glplus, sample_sl, sym_dim, sym_vee
+from liequiv.groups.linear import (
+    haar_log_density,
+    polar_decompose,
+    sample_glplus,
+    sample_sl,
+    sym_dim,
+    sym_expm,
+    sym_vee,
+)
 from liequiv.validation import check_positive_int, checking_values
 
-__all__ = ["GROUPS", "REDRAWS", "AffineGroupConv", "AffineLifting", "GroupSampler", "GroupSamples",
-           "invariant_max_pool", "sample_group"]
+__all__ = ["GROUPS", "QUADRATURES", "REDRAWS", "AffineGroupConv", "AffineLifting", "GroupSampler", "GroupSamples",
+           "grid_group", "invariant_max_pool", "sample_group"]
 
 GROUPS = ("glplus", "sl", "so2")
 """The linear parts H of R² ⋊ H: GL+(2), SL(2) and the rotation-only baseline SO(2)."""
@@ -114,13 +122,9 @@ def sample_group(group: str, num_samples: int, *, scale: float = 0.3, max_log_sc
     num_samples = check_positive_int(num_samples, "num_samples")
     scale, rho = _check_positive(scale, "scale"), _check_positive(max_log_scale, "max_log_scale")
     angles = _angles(group, num_samples, rotations)
-    if phase is None:
-        phase = 2 * math.pi * torch.rand((), generator=generator, dtype=dtype, device=device)
-    angle = phase + 2 * math.pi * torch.arange(angles, dtype=phase.dtype, device=phase.device) / angles
-    c, s = torch.cos(angle), torch.sin(angle)
-    turns = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    turns = _turns(angles, phase, generator, dtype, device)
     if group == "so2":
-        return GroupSamples(turns, torch.zeros_like(c))
+        return GroupSamples(turns, turns.new_zeros(angles))
     special = group == "sl"
     draw = sample_sl if special else sample_glplus
     m = sym_dim(2, special)
@@ -138,7 +142,56 @@ def sample_group(group: str, num_samples: int, *, scale: float = 0.3, max_log_sc
     stretch, log_weight = torch.cat(stretches)[:wanted], torch.cat(log_weights)[:wanted] + math.log(float(accept))
     if rotations is None:
         return GroupSamples(turns @ stretch, log_weight)
-    return GroupSamples((turns[:, None] @ stretch[None]).flatten(0, 1), log_weight.repeat(angles))
+    return _product(turns, stretch, log_weight)
+
+
+def grid_group(group: str, rotations: int, *, scales: int = 1, shears: int = 0, max_log_scale: float = 0.5,
+               generator: torch.Generator | None = None, phase: Tensor | None = None,
+               dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GroupSamples:
+    """K = ``rotations`` × ``scales`` × (1 + ``shears``) elements of H on a product grid (the ``"grid"`` quadrature
+    of the module notes): every stratified angle with every stretch Exp(t I + T), t on ``scales`` evenly spaced
+    log-scales in [-ρ/2, ρ/2] (GL+(2) only), T = 0 or one of ``shears`` traceless stretches β diag(1, -1) turned
+    by ψ_d = π d / ``shears``, with β = ρ - max |t|; ρ = ``max_log_scale``."""
+    group = check_group(group)
+    rotations = check_positive_int(rotations, "rotations")
+    scales, rho = check_positive_int(scales, "scales"), _check_positive(max_log_scale, "max_log_scale")
+    if not (isinstance(shears, int) and shears >= 0):
+        raise ValueError(f"shears must be an integer >= 0, got {shears!r}")
+    if group != "glplus" and scales != 1:
+        raise ValueError(f"scales must be 1 for group {group!r} (it has no isotropic scaling), got {scales}")
+    if group == "so2" and shears:
+        raise ValueError(f"shears must be 0 for group 'so2', got {shears}")
+    turns = _turns(rotations, phase, generator, dtype, device)
+    if group == "so2":
+        return GroupSamples(turns, turns.new_zeros(rotations))
+    t = torch.linspace(-rho / 2, rho / 2, scales, dtype=turns.dtype, device=turns.device) if scales > 1 \
+        else turns.new_zeros(1)
+    beta = rho - float(t.abs().max())
+    psi = math.pi * torch.arange(shears, dtype=turns.dtype, device=turns.device) / max(shears, 1)
+    c, s = torch.cos(2 * psi), torch.sin(2 * psi)
+    traceless = beta * torch.cat([turns.new_zeros(1, 2, 2), torch.stack([torch.stack([c, s], -1),
+                                                                         torch.stack([s, -c], -1)], -2)])
+    # cells of the polar rule on the traceless plane: the disc |T| < β/2 around 0, and 1 / shears of the
+    # annulus β/2 < |T| < 3β/2 around each ring point (areas in units of π β²: 1/4 and 2 / shears)
+    cell = torch.tensor([0.25] + [2.0 / max(shears, 1)] * shears, dtype=turns.dtype, device=turns.device)
+    log_spd = (t[:, None, None, None] * torch.eye(2, dtype=t.dtype, device=t.device) + traceless).flatten(0, 1)
+    log_weight = haar_log_density(log_spd) + cell.log().repeat(scales)
+    return _product(turns, sym_expm(log_spd), log_weight)
+
+
+def _turns(angles: int, phase: Tensor | None, generator: torch.Generator | None, dtype: torch.dtype | None,
+           device: torch.device | str | None) -> Tensor:
+    """R(φ + 2πk / angles) ``[angles, 2, 2]``; the phase φ is drawn with ``generator`` unless given."""
+    if phase is None:
+        phase = 2 * math.pi * torch.rand((), generator=generator, dtype=dtype, device=device)
+    angle = phase + 2 * math.pi * torch.arange(angles, dtype=phase.dtype, device=phase.device) / angles
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def _product(turns: Tensor, stretch: Tensor, log_weight: Tensor) -> GroupSamples:
+    """Every turn with every stretch, angle-major: ``[R · S, 2, 2]`` and the stretches' weights."""
+    return GroupSamples((turns[:, None] @ stretch[None]).flatten(0, 1), log_weight.repeat(len(turns)))
 
 
 def _angles(group: str, num_samples: int, rotations: int | None) -> int:
@@ -151,15 +204,18 @@ def _angles(group: str, num_samples: int, rotations: int | None) -> int:
 
 
 REDRAWS = ("none", "rotation", "all")
+QUADRATURES = ("monte-carlo", "grid")
 
 
 class GroupSampler(nn.Module):
     """``forward(dtype, device) -> GroupSamples``: the ``seed``-ed set in eval mode; in training mode the same
     (``redraw="none"``), a fresh phase φ of the angles with the seeded stretches (``"rotation"``) or fresh draws
-    of both (``"all"``)."""
+    of both (``"all"``). ``quadrature="grid"`` takes the stretches of :func:`grid_group` (``rotations`` × ``scales``
+    × (1 + ``shears``) = ``num_samples``; only the phase is ever redrawn) instead of Monte Carlo draws."""
 
     def __init__(self, group: str, num_samples: int, *, scale: float = 0.3, max_log_scale: float = 0.5,
-                 rotations: int | None = None, seed: int = 0, redraw: str = "none") -> None:
+                 rotations: int | None = None, seed: int = 0, redraw: str = "none", quadrature: str = "monte-carlo",
+                 scales: int = 1, shears: int = 0) -> None:
         super().__init__()
         self.group = check_group(group)
         self.num_samples = check_positive_int(num_samples, "num_samples")
@@ -171,11 +227,22 @@ class GroupSampler(nn.Module):
         if redraw not in REDRAWS:
             raise ValueError(f"redraw must be one of {REDRAWS}, got {redraw!r}")
         self.redraw = redraw
+        if quadrature not in QUADRATURES:
+            raise ValueError(f"quadrature must be one of {QUADRATURES}, got {quadrature!r}")
+        self.quadrature, self.scales, self.shears = quadrature, scales, shears
+        if quadrature == "grid":
+            grid = grid_group(self.group, rotations or 1, scales=scales, shears=shears, max_log_scale=max_log_scale,
+                              phase=torch.zeros((), dtype=torch.float64))
+            if rotations is None or len(grid.matrix) != self.num_samples:
+                raise ValueError(f"the grid quadrature needs rotations × scales × (1 + shears) = num_samples, got "
+                                 f"rotations={rotations}, scales={scales}, shears={shears}, "
+                                 f"num_samples={self.num_samples}")
 
     def extra_repr(self) -> str:
+        grid = f", scales={self.scales}, shears={self.shears}" if self.quadrature == "grid" else ""
         return (f"group={self.group!r}, num_samples={self.num_samples}, scale={self.scale}, "
                 f"max_log_scale={self.max_log_scale}, rotations={self.rotations}, seed={self.seed}, "
-                f"redraw={self.redraw!r}")
+                f"redraw={self.redraw!r}, quadrature={self.quadrature!r}{grid}")
 
     def forward(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GroupSamples:
         generator, phase = None, None
@@ -183,6 +250,10 @@ class GroupSampler(nn.Module):
             generator = torch.Generator(device=device or "cpu").manual_seed(self.seed)
         if self.training and self.redraw == "rotation":
             phase = 2 * math.pi * torch.rand((), dtype=dtype, device=device)
+        if self.quadrature == "grid":
+            return grid_group(self.group, self.rotations, scales=self.scales, shears=self.shears,
+                              max_log_scale=self.max_log_scale, generator=generator, phase=phase, dtype=dtype,
+                              device=device)
         return sample_group(self.group, self.num_samples, scale=self.scale, max_log_scale=self.max_log_scale,
                             rotations=self.rotations, generator=generator, phase=phase, dtype=dtype, device=device)
 

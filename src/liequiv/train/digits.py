@@ -47,7 +47,8 @@ class DigitsTask:
         the digits into 28r pixels and scales the kernels (radius 3r, CNN size 4r + 1) and the input blur (r)."""
         return {"epochs": 30, "batch_size": 64, "lr": 1e-2, "lr_schedule": "cosine", "weight_decay": 1e-5,
                 "hidden": 8, "layers": 2, "threads": None,
-                "extra": {"rotations": 8, "stretches": 2, "resolution": 1, "magnitudes": list(MAGNITUDES)}}
+                "extra": {"rotations": 8, "stretches": 2, "quadrature": "monte-carlo", "scales": 1, "shears": 0,
+                          "max_log_scale": 0.5, "resolution": 1, "magnitudes": list(MAGNITUDES)}}
 
     def configure(self, config: TrainConfig) -> None:
         self.magnitudes = tuple(float(m) for m in config.extra.get("magnitudes", MAGNITUDES))
@@ -78,12 +79,22 @@ class DigitsTask:
         from liequiv.models.affine import AffineCNN, matching_plain_cnn
 
         channels = [config.hidden * 2**i for i in range(config.layers)]
-        rotations, stretches = int(config.extra.get("rotations", 8)), int(config.extra.get("stretches", 2))
-        r = int(config.extra.get("resolution", 1))
+        extra = config.extra
+        rotations, stretches = int(extra.get("rotations", 8)), int(extra.get("stretches", 2))
+        quadrature = extra.get("quadrature", "monte-carlo")
+        scales, shears = int(extra.get("scales", 1)), int(extra.get("shears", 0))
+        r = int(extra.get("resolution", 1))
         if config.model in ("glplus", "sl", "so2"):
+            grid = {}
+            if quadrature == "grid" and config.model != "so2":
+                grid = {"quadrature": "grid", "scales": scales, "shears": shears}
+                stretches = scales * (1 + shears)
+            elif (scales, shears) != (1, 0):
+                raise ValueError("scales and shears are options of --quadrature grid with --model glplus or sl")
             samples = rotations * (1 if config.model == "so2" else stretches)
             return AffineCNN(config.model, channels=channels, num_samples=samples, rotations=rotations,
-                             kernel_radius=3.0 * r, blur=float(r), seed=config.seed)
+                             kernel_radius=3.0 * r, blur=float(r), seed=config.seed,
+                             max_log_scale=float(extra.get("max_log_scale", 0.5)), **grid)
         if config.model in ("cnn", "cnn-aug"):
             return matching_plain_cnn(AffineCNN("glplus", channels=channels), depth=config.layers,
                                       kernel_size=4 * r + 1, blur=float(r))
