@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from liequiv.data.digits import load_digits_split
-from liequiv.train.digits import DigitsTask
+from liequiv.train.digits import DigitsTask, probe_map
 from liequiv.train.loop import TrainConfig, fit
 
 
@@ -22,17 +24,22 @@ def _config(model: str, tmp_path, **overrides) -> tuple[DigitsTask, TrainConfig]
     return task, config
 
 
-def test_the_test_set_sweeps_the_magnitudes(tmp_path):
-    task, config = _config("cnn", tmp_path)
+def test_the_test_set_sweeps_the_magnitudes_then_the_probes(tmp_path):
+    task, config = _config("cnn", tmp_path, extra={"probes": ["rot90", "scale0.8"]})
     _, _, test = task.datasets(config)
     images, labels = load_digits_split("test")
     n = len(labels)
-    assert len(test) == 2 * n
+    assert len(test) == 4 * n
     assert torch.allclose(test.tensors[0][:n], images, atol=1e-6)  # magnitude 0: upright
-    assert (test.tensors[0][n:] - images).abs().amax((1, 2, 3)).min() > 0.05  # magnitude 1: every digit moved
-    assert torch.equal(test.tensors[1], labels.repeat(2))
-    assert torch.equal(test.tensors[2], torch.arange(2).repeat_interleave(n))
-    batch = task.collate([test[i] for i in (0, 1, n)])
+    assert (test.tensors[0][n:2 * n] - images).abs().amax((1, 2, 3)).min() > 0.05  # magnitude 1: every digit moved
+    # f(R(90°)⁻¹ p), p = (column, row) about the centre, is a quarter turn of the pixel grid
+    assert torch.allclose(test.tensors[0][2 * n:3 * n], torch.rot90(images, -1, (-2, -1)), atol=1e-6)
+    # scaled by 0.8 about the centre: ∫ f(A⁻¹ p) dp = det A ∫ f, the mass of every digit times 0.64
+    mass = test.tensors[0][3 * n:].sum((1, 2, 3)) / images.sum((1, 2, 3))
+    assert torch.allclose(mass, torch.full_like(mass, 0.64), rtol=0.01)
+    assert torch.equal(test.tensors[1], labels.repeat(4))
+    assert torch.equal(test.tensors[2], torch.arange(4).repeat_interleave(n))
+    batch = task.collate([test[i] for i in (0, 1, n, 2 * n, 3 * n)])
 
     class Constant(nn.Module):  # predicts class 0 everywhere
         def forward(self, x):
@@ -40,9 +47,26 @@ def test_the_test_set_sweeps_the_magnitudes(tmp_path):
 
     _, metrics = task.loss(Constant().eval(), batch)
     wrong = (batch["labels"] != 0).double()
-    assert metrics["error"].tolist() == [float(wrong.sum()), 3.0]
+    assert metrics["error"].tolist() == [float(wrong[:3].sum()), 3.0]  # the sweep only
     assert metrics["error_m0.00"].tolist() == [float(wrong[:2].sum()), 2.0]
     assert metrics["error_m1.00"].tolist() == [float(wrong[2]), 1.0]
+    assert metrics["error_rot90"].tolist() == [float(wrong[3]), 1.0]
+    assert metrics["error_scale0.8"].tolist() == [float(wrong[4]), 1.0]
+
+
+def test_probe_maps_are_the_named_linear_maps():
+    c = math.sqrt(0.5)
+    assert torch.allclose(probe_map("rot45"), torch.tensor([[c, -c], [c, c]], dtype=torch.float64), atol=1e-15)
+    assert torch.equal(probe_map("scale1.25"), 1.25 * torch.eye(2, dtype=torch.float64))
+    P = probe_map("stretch2@45")  # symmetric, eigenvalues √2 and 1/√2 along (1, 1) and (1, -1)
+    assert torch.allclose(P @ torch.tensor([1.0, 1.0], dtype=torch.float64), math.sqrt(2) * torch.ones(2,
+                                                                                                    dtype=torch.float64))
+    assert torch.allclose(P, P.T) and float(torch.linalg.det(P)) == pytest.approx(1.0)
+    for bad in ("rot", "shear0.2", "scale-1", "stretch0", "stretch2@x"):
+        with pytest.raises(ValueError, match="probe must be rot<degrees>"):
+            probe_map(bad)
+    with pytest.raises(ValueError, match="probe must be"):
+        DigitsTask().configure(TrainConfig(task="digits", model="cnn", extra={"probes": ["flip"]}))
 
 
 def test_resolution_scales_images_kernels_and_blur(tmp_path):

@@ -33,6 +33,7 @@ __all__ = [
     "RENDER_WIDTH",
     "load_digit_images",
     "load_digits_split",
+    "moved_digits",
     "perturbed_digits",
     "random_linear_maps",
     "render_digits",
@@ -92,9 +93,14 @@ def load_digit_images(size: int = 28, digit_size: int = 20) -> tuple[Tensor, Ten
     return render_digits(values, size=size, digit_size=digit_size), labels
 
 
-def _split_index(split: str, n: int, seed: int) -> Tensor:
+def _check_split(split: object) -> str:
     if split not in DIGIT_SPLITS:
         raise ValueError(f"split must be one of {tuple(DIGIT_SPLITS)}, got {split!r}")
+    return split
+
+
+def _split_index(split: str, n: int, seed: int) -> Tensor:
+    _check_split(split)
     return torch.as_tensor(split_indices(n, tuple(DIGIT_SPLITS.values()), seed)[split])
 
 
@@ -138,14 +144,24 @@ def warp_images(images: Tensor, matrices: Tensor) -> Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
+def moved_digits(split: str, matrices: Tensor, *, split_seed: int = 0, size: int = 28,
+                 digit_size: int = 20) -> tuple[Tensor, Tensor]:
+    """The digits of ``split`` moved by the maps A ``[n, 2, 2]`` or one map ``[2, 2]`` for all, rendered exactly:
+    (images ``[n, 1, size, size]``, labels ``[n]``)."""
+    values, labels = _source_digits()
+    index = _split_index(split, len(labels), split_seed)
+    if isinstance(matrices, Tensor) and matrices.shape == (2, 2):
+        matrices = matrices.expand(len(index), 2, 2)
+    return render_digits(values[index], matrices, size=size, digit_size=digit_size), labels[index]
+
+
 def perturbed_digits(split: str, magnitude: float, *, seed: int = 0, split_seed: int = 0,
                      max_angle: float = math.pi, max_log_stretch: float = 0.5, special: bool = False,
                      size: int = 28, digit_size: int = 20) -> tuple[Tensor, Tensor, Tensor]:
     """The digits of ``split`` moved by seeded random maps of ``magnitude``, rendered exactly: (images
     ``[n, 1, size, size]``, labels ``[n]``, the maps A ``[n, 2, 2]``)."""
-    values, labels = _source_digits()
-    index = _split_index(split, len(labels), split_seed)
-    matrices = random_linear_maps(len(index), magnitude, max_angle=max_angle, max_log_stretch=max_log_stretch,
-                                  special=special, generator=torch.Generator().manual_seed(seed))
-    images = render_digits(values[index], matrices, size=size, digit_size=digit_size)
-    return images, labels[index], matrices.to(torch.float32)
+    matrices = random_linear_maps(DIGIT_SPLITS[_check_split(split)], magnitude, max_angle=max_angle,
+                                  max_log_stretch=max_log_stretch, special=special,
+                                  generator=torch.Generator().manual_seed(seed))
+    images, labels = moved_digits(split, matrices, split_seed=split_seed, size=size, digit_size=digit_size)
+    return images, labels, matrices.to(torch.float32)

@@ -3,20 +3,23 @@ random linear maps of growing magnitude (the idea of the affNIST protocol).
 
 Data: :mod:`liequiv.data.digits` (scikit-learn's bundled 8×8 digits rendered smoothly into 28×28; 1,257 / 270 /
 270). Training and validation images are upright; the test set is the test split moved (rendered exactly) at
-each magnitude of
-``magnitudes`` (``random_linear_maps`` in GL+(2): rotations up to ``m · 180°``, stretches and shears with
-``‖log P‖ ≤ m · 0.5``, one seeded draw per magnitude), and the test metrics give the error at each
-(``error_m0.50`` ...) and over all of them (``error``).
+each magnitude of ``magnitudes`` (``random_linear_maps`` in GL+(2): rotations up to ``m · 180°``, stretches and
+shears with ``‖log P‖ ≤ m · 0.5``, one seeded draw per magnitude), and the test metrics give the error at each
+(``error_m0.50`` ...) and over all of them (``error``). The ``probes`` (``PROBES``: one map for all test digits,
+a rotation, a scaling or a stretch) give the error under each kind of map alone (``error_rot45`` ...; not in
+``error``).
 
 Models: ``glplus``, ``sl``, ``so2`` (:class:`~liequiv.models.AffineCNN` on R² ⋊ GL+(2), R² ⋊ SL(2), R² ⋊ SO(2),
-the last the rotation-only baseline; the samples are ``rotations`` angles times ``stretches`` stretches, a set
-closed under the rotations by 2π / ``rotations``), ``cnn`` (:class:`~liequiv.models.PlainCNN` with the parameter
-count of the GL+(2) model) and ``cnn-aug`` (the same CNN trained on digits warped by fresh random maps of magnitude
-1 in every batch).
+the last the rotation-only baseline; the samples are ``rotations`` angles times ``stretches`` Monte Carlo
+stretches, a set closed under the rotations by 2π / ``rotations``, or with ``quadrature="grid"`` times the
+``scales`` × (1 + ``shears``) stretches of :func:`~liequiv.nn.affine_conv.grid_group`), ``cnn``
+(:class:`~liequiv.models.PlainCNN` with the parameter count of the GL+(2) model) and ``cnn-aug`` (the same CNN
+trained on digits warped by fresh random maps of magnitude 1 in every batch).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -28,6 +31,33 @@ from liequiv.train.loop import Batch, Metrics, TrainConfig, metric
 __all__ = ["DigitsTask"]
 
 MAGNITUDES = (0.0, 0.25, 0.5, 0.75, 1.0)
+PROBES = ("rot22.5", "rot45", "scale0.8", "scale1.25", "stretch1.5", "stretch1.5@45")
+"""Single maps applied to every test digit: a rotation by the angle, an isotropic scaling by the factor, a stretch
+diag(√q, 1/√q) of ratio q along the x axis or, after ``@``, along the axis turned by that angle in degrees."""
+
+
+def probe_map(name: str) -> Tensor:
+    """The linear map ``[2, 2]`` float64 of a probe name (see ``PROBES``): ``rot<deg>``, ``scale<factor>``,
+    ``stretch<ratio>[@<deg>]`` (factor and ratio > 0)."""
+    kind = next((k for k in ("rot", "scale", "stretch") if name.startswith(k)), None)
+    try:
+        value, _, axis = name[len(kind or ""):].partition("@")
+        value, axis = float(value), math.radians(float(axis or 0))
+    except ValueError:
+        kind = None
+    if kind is None or (kind != "rot" and not 0 < value < math.inf):
+        raise ValueError(f"probe must be rot<degrees>, scale<factor> or stretch<ratio>[@<degrees>], got {name!r}")
+
+    def turn(angle: float) -> Tensor:
+        c, s = math.cos(angle), math.sin(angle)
+        return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+
+    if kind == "rot":
+        return turn(math.radians(value))
+    if kind == "scale":
+        return value * torch.eye(2, dtype=torch.float64)
+    stretch = torch.diag(torch.tensor([math.sqrt(value), 1 / math.sqrt(value)], dtype=torch.float64))
+    return turn(axis) @ stretch @ turn(axis).T
 
 
 class DigitsTask:
@@ -38,7 +68,7 @@ class DigitsTask:
     monitor = "error"
 
     def __init__(self) -> None:
-        self.magnitudes = MAGNITUDES
+        self.magnitudes, self.probes = MAGNITUDES, PROBES
         self.augment = False
 
     def defaults(self, model: str) -> dict[str, Any]:
@@ -48,24 +78,30 @@ class DigitsTask:
         return {"epochs": 30, "batch_size": 64, "lr": 1e-2, "lr_schedule": "cosine", "weight_decay": 1e-5,
                 "hidden": 8, "layers": 2, "threads": None,
                 "extra": {"rotations": 8, "stretches": 2, "quadrature": "monte-carlo", "scales": 1, "shears": 0,
-                          "max_log_scale": 0.5, "resolution": 1, "magnitudes": list(MAGNITUDES)}}
+                          "max_log_scale": 0.5, "resolution": 1, "magnitudes": list(MAGNITUDES),
+                          "probes": list(PROBES)}}
 
     def configure(self, config: TrainConfig) -> None:
         self.magnitudes = tuple(float(m) for m in config.extra.get("magnitudes", MAGNITUDES))
         if not self.magnitudes or not all(0 <= m <= 1 for m in self.magnitudes):
             raise ValueError(f"magnitudes must be numbers in [0, 1], got {self.magnitudes}")
+        self.probes = tuple(config.extra.get("probes", PROBES))
+        for name in self.probes:
+            probe_map(name)
         self.augment = config.model == "cnn-aug"
 
     def datasets(self, config: TrainConfig) -> tuple[Dataset, Dataset, Dataset]:
-        from liequiv.data.digits import load_digits_split, perturbed_digits
+        from liequiv.data.digits import load_digits_split, moved_digits, perturbed_digits
 
         r = int(config.extra.get("resolution", 1))
         frame = {"size": 28 * r, "digit_size": 20 * r}
         train, valid = (TensorDataset(*load_digits_split(split, **frame)) for split in ("train", "valid"))
-        moved = [perturbed_digits("test", m, seed=i, **frame) for i, m in enumerate(self.magnitudes)]
-        warped, labels = [images for images, _, _ in moved], moved[0][1]
-        level = torch.arange(len(self.magnitudes)).repeat_interleave(len(labels))
-        test = TensorDataset(torch.cat(warped), labels.repeat(len(self.magnitudes)), level)
+        moved = [perturbed_digits("test", m, seed=i, **frame)[:2] for i, m in enumerate(self.magnitudes)]
+        moved += [moved_digits("test", probe_map(name), **frame) for name in self.probes]
+        labels = moved[0][1]
+        moved = [images for images, _ in moved]
+        level = torch.arange(len(moved)).repeat_interleave(len(labels))
+        test = TensorDataset(torch.cat(moved), labels.repeat(len(moved)), level)
         return train, valid, test
 
     def collate(self, samples: list[tuple[Tensor, ...]]) -> Batch:
@@ -109,9 +145,12 @@ class DigitsTask:
         logits = model(images)
         loss = nn.functional.cross_entropy(logits, labels)
         wrong = (logits.argmax(-1) != labels).double()
-        metrics = {"error": metric(wrong.sum(), len(labels))}
-        if "level" in batch:
-            for i, magnitude in enumerate(self.magnitudes):
-                at = batch["level"] == i
-                metrics[f"error_m{magnitude:.2f}"] = metric(wrong[at].sum(), at.sum())
+        if "level" not in batch:
+            return loss, {"error": metric(wrong.sum(), len(labels))}
+        sweep = batch["level"] < len(self.magnitudes)
+        metrics = {"error": metric(wrong[sweep].sum(), sweep.sum())}
+        names = [f"m{m:.2f}" for m in self.magnitudes] + list(self.probes)
+        for i, name in enumerate(names):
+            at = batch["level"] == i
+            metrics[f"error_{name}"] = metric(wrong[at].sum(), at.sum())
         return loss, metrics
