@@ -45,6 +45,13 @@ Choices (the freedom the continuous formulas leave):
   to the Monte Carlo error and the part of B⁻¹·(truncated set) outside it. For SO(2) the samples are the K
   stratified rotations alone; with K divisible by 4 the set is closed under 90° rotations, which makes
   equivariance to ``torch.rot90`` exact.
+* Grid quadrature (:func:`grid_group`, ``GroupSampler(quadrature="grid")``): a deterministic product rule instead
+  of random stretches, R angles × L isotropic log-scales t ∈ [-ρ/2, ρ/2] × the traceless stretches {0} ∪ {β
+  turned by ψ_d = π d / D}, β = ρ - max |t|. Left multiplication by R(2π/R) permutes the set and the scaling by
+  one log-scale step maps all but the top level onto the set, so invariance to those maps holds up to the
+  pixel grid and the ends of the scale range (the Monte Carlo set is closed under the rotations only). The
+  weights are h(S) times the cells of a polar rule on the traceless plane: the disc |T| < β/2 for T = 0, and
+  1 / D of the annulus β/2 < |T| < 3β/2 for each ring point.
 * Redrawing: :class:`GroupSampler` gives the same seeded set in eval mode and, in training mode, the same set
   again (``redraw="none"``, the default), the seeded stretches with a fresh phase φ at every call
   (``"rotation"``) or fresh draws of all (``"all"``). With K = 8 samples of the 4-dimensional GL+(2), a fresh
