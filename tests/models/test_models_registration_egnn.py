@@ -100,9 +100,28 @@ def test_equivariance_and_permutations():
     assert (model(source, target, t + 0.3)[0] - moved).abs().max() > 1e-6  # the time enters
 
 
+def test_given_descriptors_are_those_of_the_unmoved_clouds():
+    """A sampler passes the descriptors of the source before its pose is applied: the output equals recomputing
+    them on the moved source (they are invariant to moving one cloud rigidly), and a wrong one changes it."""
+    model = _model()
+    source, target, t = _clouds()
+    g = torch.Generator().manual_seed(5)
+    rot, shift = SO3.random((2,), generator=g, dtype=DT).as_matrix(), torch.randn(2, 1, 3, generator=g, dtype=DT)
+    moved_source = source @ rot.mT + shift
+    descriptors = (model.descriptors(source), model.descriptors(target))
+    expected = model(moved_source, target, t)
+    given = model(moved_source, target, t, descriptors)
+    for a, b in zip(given, expected, strict=True):
+        assert (a - b).abs().max() < 1e-10
+    swapped = (descriptors[0].flip(0), descriptors[1])
+    assert (model(moved_source, target, t, swapped)[0] - expected[0]).abs().max() > 1e-3
+
+
 def test_bad_input():
     model = _model()
     source, target, t = _clouds()
+    with pytest.raises(ValueError, match="descriptors must be"):
+        model(source, target, t, (model.descriptors(target), model.descriptors(target)))
     with pytest.raises(ValueError, match="source and target must be"):
         model(source[0], target, t)
     with pytest.raises(ValueError, match="t must have shape"):

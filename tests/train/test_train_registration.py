@@ -25,7 +25,8 @@ class RigidDisplacement(nn.Module):
         super().__init__()
         self.motion = motion
 
-    def forward(self, points: Tensor, target: Tensor, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, points: Tensor, target: Tensor, t: Tensor | None = None,
+                descriptors: object = None) -> tuple[Tensor, Tensor]:
         weight = torch.rand(points.shape[:-1], dtype=points.dtype) + 0.1
         return self.motion[:, None].act(points) - points, weight
 
@@ -33,7 +34,8 @@ class RigidDisplacement(nn.Module):
 class ToTarget(nn.Module):
     """A stand-in network: displaces each point onto its corresponding target point."""
 
-    def forward(self, points: Tensor, target: Tensor, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, points: Tensor, target: Tensor, t: Tensor | None = None,
+                descriptors: object = None) -> tuple[Tensor, Tensor]:
         return target - points, torch.ones(points.shape[:-1], dtype=points.dtype)
 
 
@@ -137,6 +139,20 @@ def test_denoiser_is_equivariant_to_source_and_world_frames() -> None:
     assert _close(in_frame, x0 @ frame.inverse()) < 1e-10
     in_world = model.denoise(world @ xt, t, source, world[:, None].act(target))
     assert _close(in_world, world @ x0) < 1e-10
+
+
+def test_sampling_with_descriptors_computed_once_follows_the_recomputing_chain() -> None:
+    """``sample`` computes the clouds' descriptors once; the chain that recomputes them at every step from the
+    moved source (the score without ``descriptors``) reaches the same poses."""
+    torch.manual_seed(0)
+    model = RegistrationDiffusion(hidden=16, layers=2, k=4).double()
+    source, target = _clouds(2, 20, seed=6)[0], _clouds(2, 20, seed=8)[1]  # two different shapes
+    poses = model.sample(source, target, steps=4, generator=torch.Generator().manual_seed(7))
+    chain = model.diffusion.sample(model.score, (2,), steps=4, generator=torch.Generator().manual_seed(7),
+                                   dtype=torch.float64, source=source, target=target)
+    recomputed = model.denoise(chain, torch.full((2,), model.diffusion.min_t, dtype=torch.float64), source, target)
+    assert _close(poses, recomputed) < 1e-9
+    assert _close(poses, SE3.identity((2,), dtype=torch.float64)) > 1e-3
 
 
 def _tiny_config(task: RegistrationTask, model: str, tmp_path: Path) -> TrainConfig:

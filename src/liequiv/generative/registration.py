@@ -62,12 +62,13 @@ def quaternion_fit(source: Tensor, target: Tensor, weights: Tensor) -> SE3:
     return SE3.from_rotation_translation(rotation, target_mean - rotation.act(source_mean))
 
 
-def rigid_step(network: RegistrationEGNN, points: Tensor, target: Tensor, t: Tensor | None = None) -> SE3:
+def rigid_step(network: RegistrationEGNN, points: Tensor, target: Tensor, t: Tensor | None = None,
+               descriptors: tuple[Tensor, Tensor] | None = None) -> SE3:
     """The rigid motion ``Δ`` (SE3 ``[B]``) the network proposes for ``points [B, n, 3]`` towards ``target [B, m, 3]``:
     the weighted fit (:func:`quaternion_fit`) of ``points`` to ``points + displacement`` with the network's
     weights plus ``WEIGHT_FLOOR`` (the network's softplus weights can underflow to zero for every point of a cloud,
-    where the fit and its gradient would be undefined)."""
-    displacement, weight = network(points, target, t)
+    where the fit and its gradient would be undefined). ``descriptors``: as in the network's ``forward``."""
+    displacement, weight = network(points, target, t, descriptors)
     return quaternion_fit(points, points + displacement, weight + WEIGHT_FLOOR)
 
 
@@ -111,14 +112,17 @@ class RegistrationDiffusion(nn.Module):
         self.diffusion = diffusion if diffusion is not None else SE3Diffusion()
         self.objective = objective
 
-    def denoise(self, xt: SE3, t: Tensor, source: Tensor, target: Tensor) -> SE3:
-        """The predicted clean pose ``x̂_0 = Δ · x_t`` (SE3 ``[B]``) at noisy poses ``xt [B]`` and times ``t [B]``."""
+    def denoise(self, xt: SE3, t: Tensor, source: Tensor, target: Tensor,
+                descriptors: tuple[Tensor, Tensor] | None = None) -> SE3:
+        """The predicted clean pose ``x̂_0 = Δ · x_t`` (SE3 ``[B]``) at noisy poses ``xt [B]`` and times ``t [B]``
+        (``descriptors``: the network's descriptors of source and target, which no pose changes)."""
         moved = xt[:, None].act(source)
-        return rigid_step(self.network, moved, target, t) @ xt
+        return rigid_step(self.network, moved, target, t, descriptors) @ xt
 
-    def score(self, xt: SE3, t: Tensor, source: Tensor, target: Tensor) -> Tensor:
+    def score(self, xt: SE3, t: Tensor, source: Tensor, target: Tensor,
+              descriptors: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The score ``[B, 6]`` of ``p(x_t | x_0 = x̂_0)``: the score model of the diffusion."""
-        return conditional_score(self.diffusion, self.denoise(xt, t, source, target), xt, t)
+        return conditional_score(self.diffusion, self.denoise(xt, t, source, target, descriptors), xt, t)
 
     def forward(self, source: Tensor, target: Tensor, motion: Tensor, inlier: Tensor | None = None) -> Tensor:
         x0 = SE3(motion)
@@ -133,9 +137,12 @@ class RegistrationDiffusion(nn.Module):
     def sample(self, source: Tensor, target: Tensor, *, steps: int = 30, sampler: str = "sde",
                generator: torch.Generator | None = None) -> SE3:
         """Poses ``[B]`` drawn from the prior and integrated to ``min_t`` in ``steps`` steps, then denoised once
-        (``x̂_0`` at ``min_t``: the rotation factor keeps a blur of ``σ_min`` at the end of the chain)."""
+        (``x̂_0`` at ``min_t``: the rotation factor keeps a blur of ``σ_min`` at the end of the chain). The clouds'
+        descriptors are computed once for the whole chain."""
         batch = (source.shape[0],)
+        descriptors = (self.network.descriptors(source), self.network.descriptors(target))
         x = self.diffusion.sample(self.score, batch, steps=steps, sampler=sampler, generator=generator,
-                                  dtype=source.dtype, device=source.device, source=source, target=target)
+                                  dtype=source.dtype, device=source.device, source=source, target=target,
+                                  descriptors=descriptors)
         t = torch.full(batch, self.diffusion.min_t, dtype=source.dtype, device=source.device)
-        return self.denoise(x, t, source, target)
+        return self.denoise(x, t, source, target, descriptors)

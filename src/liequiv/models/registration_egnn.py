@@ -96,16 +96,21 @@ class RegistrationEGNN(nn.Module):
             h, _ = layer(h, x, edge_index, edge_attr)
         return h.view(b, n, -1)
 
-    def matching(self, source: Tensor, target: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def matching(self, source: Tensor, target: Tensor, t: Tensor,
+                 descriptors: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """The matching logits ``[B, n, m]`` of the source points over the target points, and the source's
-        descriptors ``[B, n, hidden]``."""
-        h_source, h_target = self.descriptors(source), self.descriptors(target)
+        descriptors ``[B, n, hidden]`` (``descriptors``: both clouds', if already computed)."""
+        h_source, h_target = descriptors or (self.descriptors(source), self.descriptors(target))
         similarity = self.query(h_source) @ self.key(h_target).mT / h_source.shape[-1] ** 0.5
         beta = F.softplus(self.proximity(self.time_embedding(t)))[:, :, None]  # [B, 1, 1]
         distance_sq = (source[:, :, None] - target[:, None]).square().sum(-1)  # [B, n, m]
         return similarity - beta * distance_sq, h_source
 
-    def forward(self, source: Tensor, target: Tensor, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, source: Tensor, target: Tensor, t: Tensor | None = None,
+                descriptors: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """``descriptors``: :meth:`descriptors` of the source and the target, ``[B, n, hidden]`` and
+        ``[B, m, hidden]``, when already known. They are invariant to moving either cloud rigidly, so a sampler
+        that only moves the source computes them once."""
         if source.dim() != 3 or target.dim() != 3 or source.shape[-1] != 3 or target.shape[-1] != 3 \
                 or source.shape[0] != target.shape[0]:
             raise ValueError(f"source and target must be [B, n, 3] and [B, m, 3], got {list(source.shape)} and "
@@ -117,7 +122,13 @@ class RegistrationEGNN(nn.Module):
         if t.shape != (b,):
             raise ValueError(f"t must have shape [{b}], got {list(t.shape)}")
         check_input_dtypes(self, source=source, target=target, t=t)
-        logits, h_source = self.matching(source, target, t)
+        if descriptors is not None:
+            hidden = self.query.in_features
+            shapes = [tuple(d.shape) for d in descriptors]
+            if shapes != [(b, n, hidden), (b, m, hidden)]:
+                raise ValueError(f"descriptors must be (source's [{b}, {n}, {hidden}], target's [{b}, {m}, {hidden}]), "
+                                 f"got {shapes}")
+        logits, h_source = self.matching(source, target, t, descriptors)
         attention = torch.softmax(logits, -1)
         time = self.time_embedding(t)[:, None].expand(b, n, -1)
         weight = self.weight(torch.cat([h_source, attention.amax(-1, keepdim=True), time], -1))
