@@ -27,6 +27,7 @@ from torch import Tensor
 
 from liequiv.data.molecules import split_indices
 from liequiv.groups.linear import sym_dim, sym_expm, sym_hat
+from liequiv.groups.so2 import rotation_matrix, unit_complex
 
 __all__ = [
     "DIGIT_SPLITS",
@@ -124,9 +125,7 @@ def random_linear_maps(n: int, magnitude: float, *, max_angle: float = math.pi, 
     direction = torch.randn(n, sym_dim(2, special), generator=generator, dtype=torch.float64)
     norm = magnitude * max_log_stretch * torch.rand(n, 1, generator=generator, dtype=torch.float64)
     s = direction / direction.norm(dim=-1, keepdim=True) * norm
-    c, si = torch.cos(angle), torch.sin(angle)
-    rotation = torch.stack([torch.stack([c, -si], -1), torch.stack([si, c], -1)], -2)
-    return rotation @ sym_expm(sym_hat(s, 2, traceless=special))
+    return rotation_matrix(unit_complex(angle)) @ sym_expm(sym_hat(s, 2, traceless=special))
 
 
 def warp_images(images: Tensor, matrices: Tensor) -> Tensor:

@@ -78,6 +78,7 @@ from liequiv.groups.linear import (
     sym_expm,
     sym_vee,
 )
+from liequiv.groups.so2 import rotation_matrix, unit_complex
 from liequiv.validation import check_positive_int, checking_values
 
 __all__ = ["GROUPS", "QUADRATURES", "REDRAWS", "AffineGroupConv", "AffineLifting", "GroupSampler", "GroupSamples",
@@ -192,8 +193,7 @@ def _turns(angles: int, phase: Tensor | None, generator: torch.Generator | None,
     if phase is None:
         phase = 2 * math.pi * torch.rand((), generator=generator, dtype=dtype, device=device)
     angle = phase + 2 * math.pi * torch.arange(angles, dtype=phase.dtype, device=phase.device) / angles
-    c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    return rotation_matrix(unit_complex(angle))
 
 
 def _product(turns: Tensor, stretch: Tensor, log_weight: Tensor) -> GroupSamples:

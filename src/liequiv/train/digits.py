@@ -48,16 +48,14 @@ def probe_map(name: str) -> Tensor:
     if kind is None or (kind != "rot" and not 0 < value < math.inf):
         raise ValueError(f"probe must be rot<degrees>, scale<factor> or stretch<ratio>[@<degrees>], got {name!r}")
 
-    def turn(angle: float) -> Tensor:
-        c, s = math.cos(angle), math.sin(angle)
-        return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    from liequiv.groups.so2 import rotation_matrix, unit_complex
 
     if kind == "rot":
-        return turn(math.radians(value))
+        return rotation_matrix(unit_complex(torch.tensor(math.radians(value), dtype=torch.float64)))
     if kind == "scale":
         return value * torch.eye(2, dtype=torch.float64)
-    stretch = torch.diag(torch.tensor([math.sqrt(value), 1 / math.sqrt(value)], dtype=torch.float64))
-    return turn(axis) @ stretch @ turn(axis).T
+    turn = rotation_matrix(unit_complex(torch.tensor(axis, dtype=torch.float64)))
+    return turn @ torch.diag(torch.tensor([math.sqrt(value), 1 / math.sqrt(value)], dtype=torch.float64)) @ turn.T
 
 
 class DigitsTask:
@@ -96,12 +94,12 @@ class DigitsTask:
         r = int(config.extra.get("resolution", 1))
         frame = {"size": 28 * r, "digit_size": 20 * r}
         train, valid = (TensorDataset(*load_digits_split(split, **frame)) for split in ("train", "valid"))
-        moved = [perturbed_digits("test", m, seed=i, **frame)[:2] for i, m in enumerate(self.magnitudes)]
-        moved += [moved_digits("test", probe_map(name), **frame) for name in self.probes]
-        labels = moved[0][1]
-        moved = [images for images, _ in moved]
-        level = torch.arange(len(moved)).repeat_interleave(len(labels))
-        test = TensorDataset(torch.cat(moved), labels.repeat(len(moved)), level)
+        swept = [perturbed_digits("test", m, seed=i, **frame) for i, m in enumerate(self.magnitudes)]
+        labels = swept[0][1]
+        images = [moved for moved, _, _ in swept]
+        images += [moved_digits("test", probe_map(name), **frame)[0] for name in self.probes]
+        level = torch.arange(len(images)).repeat_interleave(len(labels))
+        test = TensorDataset(torch.cat(images), labels.repeat(len(images)), level)
         return train, valid, test
 
     def collate(self, samples: list[tuple[Tensor, ...]]) -> Batch:
